@@ -1,0 +1,5 @@
+import sys
+
+from mtmct_reid.cli import main
+
+sys.exit(main())

@@ -1,0 +1,196 @@
+"""The features file: query and gallery embeddings with their labels, as one ``.npz``.
+
+This is a contract other toolkits write to, so its reader checks every array and names the one that is
+wrong. Arrays (``X`` is ``query`` or ``gallery``):
+
+- ``X_features`` [N, D] float (stored float32)
+- ``X_pids`` [N] int64 (``-1`` junk, ``0`` distractor)
+- ``X_cams`` [N] int64
+- ``X_times`` [N] float64 (optional; NaN or absent when there is no clock; needed only for ST fusion)
+- ``X_paths`` [N] unicode (optional)
+- metadata as 0-d arrays named ``meta_<key>`` (model name, image size, ...)
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtmct_reid._io import save_npz
+from mtmct_reid.errors import ReIDError
+
+SIDES = ("query", "gallery")
+
+
+@dataclass(frozen=True)
+class FeatureSide:
+    """Features and labels of one side (query or gallery).
+
+    Args:
+        features: [N, D] float32 embeddings (not necessarily normalised).
+        pids: [N] int64 person ids.
+        cams: [N] int64 camera ids.
+        times: [N] float64 times, NaN where unknown.
+        paths: [N] unicode image paths, or None.
+    """
+
+    features: np.ndarray
+    pids: np.ndarray
+    cams: np.ndarray
+    times: np.ndarray
+    paths: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.pids)
+
+    @property
+    def has_times(self) -> bool:
+        return len(self.times) > 0 and bool(np.isfinite(self.times).all())
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Query and gallery features with ids, cameras, times and paths.
+
+    Example:
+        >>> fs = FeatureSet.load("features.npz")          # doctest: +SKIP
+        >>> fs.query.features.shape, fs.gallery.pids[:3]  # doctest: +SKIP
+        >>> fs.save("copy.npz")                           # doctest: +SKIP
+    """
+
+    query: FeatureSide
+    gallery: FeatureSide
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return int(self.query.features.shape[1])
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the ``.npz`` atomically (a temporary file renamed into place)."""
+        arrays: dict[str, Any] = {}
+        for name in SIDES:
+            side: FeatureSide = getattr(self, name)
+            arrays[f"{name}_features"] = np.asarray(side.features, dtype=np.float32)
+            arrays[f"{name}_pids"] = np.asarray(side.pids, dtype=np.int64)
+            arrays[f"{name}_cams"] = np.asarray(side.cams, dtype=np.int64)
+            arrays[f"{name}_times"] = np.asarray(side.times, dtype=np.float64)
+            if side.paths is not None:
+                arrays[f"{name}_paths"] = np.asarray(side.paths, dtype=np.str_)
+        for key, value in self.metadata.items():
+            arrays[f"meta_{key}"] = np.asarray(value)
+        save_npz(path, **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FeatureSet:
+        """Read and validate a features file; any problem raises :class:`ReIDError` naming it."""
+        path = Path(path)
+        if not path.is_file():
+            raise ReIDError(f"{path}: features file not found")
+        try:
+            npz = np.load(path, allow_pickle=False)
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+            raise ReIDError(f"{path}: not a readable .npz features file ({exc})") from None
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ReIDError(
+                f"{path}: expected an .npz archive of named arrays, found a single array"
+            )
+        with npz:
+            keys = set(npz.files)
+
+            def get(key: str) -> np.ndarray:
+                try:
+                    return npz[key]
+                except ValueError as exc:  # object arrays need pickle, which we never allow
+                    raise ReIDError(
+                        f"{path}: array '{key}' cannot be read without pickle ({exc})"
+                    ) from None
+
+            sides = {}
+            for name in SIDES:
+                for required in ("features", "pids", "cams"):
+                    if f"{name}_{required}" not in keys:
+                        raise ReIDError(
+                            f"{path}: missing array '{name}_{required}' "
+                            "(expected query_/gallery_ features [N, D], pids [N], cams [N], optional times [N])"
+                        )
+                feats = get(f"{name}_features")
+                pids = get(f"{name}_pids")
+                cams = get(f"{name}_cams")
+                times = get(f"{name}_times") if f"{name}_times" in keys else None
+                paths = get(f"{name}_paths") if f"{name}_paths" in keys else None
+                sides[name] = _validate_side(path, name, feats, pids, cams, times, paths)
+            metadata = {
+                k[5:]: get(k).item() for k in keys if k.startswith("meta_") and get(k).ndim == 0
+            }
+        q, g = sides["query"], sides["gallery"]
+        if q.features.shape[1] != g.features.shape[1]:
+            raise ReIDError(
+                f"{path}: query_features has dimension {q.features.shape[1]} but gallery_features has "
+                f"{g.features.shape[1]}; both sides must come from the same model"
+            )
+        return cls(query=q, gallery=g, metadata=metadata)
+
+
+def _validate_side(
+    path: Path,
+    name: str,
+    feats: np.ndarray,
+    pids: np.ndarray,
+    cams: np.ndarray,
+    times: np.ndarray | None,
+    paths: np.ndarray | None,
+) -> FeatureSide:
+    if feats.ndim != 2:
+        raise ReIDError(f"{path}: '{name}_features' has shape {feats.shape}, expected 2-D [N, D]")
+    if not np.issubdtype(feats.dtype, np.number):
+        raise ReIDError(f"{path}: '{name}_features' has dtype {feats.dtype}, expected float")
+    n = feats.shape[0]
+    if n == 0:
+        raise ReIDError(
+            f"{path}: '{name}_features' is empty; the {name} side needs at least one row"
+        )
+    if feats.shape[1] == 0:
+        raise ReIDError(f"{path}: '{name}_features' has dimension 0")
+    feats = np.ascontiguousarray(feats, dtype=np.float32)
+    bad = ~np.isfinite(feats).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ReIDError(
+            f"{path}: '{name}_features' has NaN or inf in {rows.size} row(s), first at row {rows[0]}"
+        )
+    columns = {"pids": pids, "cams": cams}
+    if times is not None:
+        columns["times"] = times
+    if paths is not None:
+        columns["paths"] = paths
+    for col, arr in columns.items():
+        if arr.ndim != 1 or arr.shape[0] != n:
+            raise ReIDError(
+                f"{path}: '{name}_{col}' has shape {arr.shape}, expected [{n}] to match '{name}_features'"
+            )
+    for col in ("pids", "cams"):
+        arr = columns[col]
+        if not np.issubdtype(arr.dtype, np.number) or (
+            np.issubdtype(arr.dtype, np.floating) and not np.all(np.mod(arr, 1) == 0)
+        ):
+            raise ReIDError(f"{path}: '{name}_{col}' has dtype {arr.dtype}, expected integers")
+    if times is None:
+        times_f = np.full(n, np.nan)
+    else:
+        if not np.issubdtype(times.dtype, np.number):
+            raise ReIDError(f"{path}: '{name}_times' has dtype {times.dtype}, expected numbers")
+        times_f = times.astype(np.float64)
+    return FeatureSide(
+        features=feats,
+        pids=pids.astype(np.int64),
+        cams=cams.astype(np.int64),
+        times=times_f,
+        paths=None if paths is None else paths.astype(np.str_),
+    )
