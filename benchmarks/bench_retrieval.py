@@ -1,0 +1,323 @@
+"""Retrieval benchmark: our re-ranking, metrics and spatial-temporal lookup against plain references.
+
+Run from the repository root::
+
+    .venv/bin/python -m benchmarks.bench_retrieval                  # Market size, every section
+    .venv/bin/python -m benchmarks.bench_retrieval --only rerank    # re-ranking only
+    .venv/bin/python -m benchmarks.bench_retrieval --size msmt --only rerank   # MSMT17 size, ours only
+
+Sections (each compares ours with a reference in the same run and prints the ratio):
+
+- ``rerank``: visual + k-reciprocal re-ranking from a features file, each in a fresh process (start-up,
+  imports and loading included); wall time, peak resident memory (the process's own ``ru_maxrss``) and
+  the largest absolute difference of the re-ranked distances. The dense reference is skipped at MSMT17
+  size, where its N x N matrices do not fit in memory.
+- ``metrics``: CMC / mAP / mINP of the visual scores, ours against a per-query Python loop.
+- ``st``: transit-time probability of every query x gallery pair, ours (vectorised) against a
+  pair-by-pair Python loop timed on a subsample and extrapolated (said so in the output).
+- ``evaluate``: the four modes through ``mtmct-reid evaluate`` (visual, +ST, +re-rank, +both).
+
+Sections whose library module does not exist yet are reported as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+try:
+    from benchmarks._reference import (
+        dense_rerank_features,
+        l2_normalise,
+        market_like_features,
+        per_query_ranking,
+    )
+except ImportError:  # run as a script: benchmarks/ itself is on the path
+    from _reference import (  # type: ignore[no-redef]
+        dense_rerank_features,
+        l2_normalise,
+        market_like_features,
+        per_query_ranking,
+    )
+
+SIZES = {
+    "small": (400, 2000, 256),
+    "market": (3368, 15913, 2048),
+    "msmt": (11659, 82161, 2048),
+}
+SECTIONS = ("rerank", "metrics", "st", "evaluate")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _have(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _peak_rss_bytes() -> int:
+    # ru_maxrss is in KiB on Linux and bytes on macOS.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _gib(num_bytes: float) -> str:
+    return f"{num_bytes / 2**30:.2f} GiB"
+
+
+# --------------------------------------------------------------------------------------------------
+# Workers: each runs in its own process so its peak memory is its own.
+
+
+def _worker(kind: str, features_path: str, out_path: str, report_path: str) -> None:
+    start = time.perf_counter()
+    if kind == "ours":
+        from mtmct_reid.featureset import FeatureSet
+        from mtmct_reid.retrieval.rerank import rerank_features
+
+        features = FeatureSet.load(features_path)
+        dist = rerank_features(features.query.features, features.gallery.features, progress=False)
+    elif kind == "dense":
+        with np.load(features_path, allow_pickle=False) as npz:
+            query, gallery = npz["query_features"], npz["gallery_features"]
+        dist = dense_rerank_features(query, gallery)
+    else:
+        raise SystemExit(f"unknown worker {kind!r}")
+    elapsed = time.perf_counter() - start
+    np.save(out_path, dist)
+    Path(report_path).write_text(
+        json.dumps({"inside_s": elapsed, "peak_rss": _peak_rss_bytes()}) + "\n"
+    )
+
+
+def _run_worker(kind: str, features_path: Path, workdir: Path) -> dict:
+    out_path = workdir / f"rerank_{kind}.npy"
+    report_path = workdir / f"rerank_{kind}.json"
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_retrieval",
+        "--worker",
+        kind,
+        str(features_path),
+        str(out_path),
+        str(report_path),
+    ]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, cwd=REPO_ROOT)
+    wall = time.perf_counter() - start
+    report = json.loads(report_path.read_text())
+    report["wall_s"] = wall
+    report["out"] = out_path
+    return report
+
+
+# --------------------------------------------------------------------------------------------------
+# Sections
+
+
+def bench_rerank(features_path: Path, workdir: Path, size: str) -> None:
+    print("\n== visual + k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3), fresh process each ==")
+    ours = _run_worker("ours", features_path, workdir)
+    print(
+        f"ours : {ours['wall_s']:7.2f} s wall (start-up included; {ours['inside_s']:.2f} s after "
+        f"start-up), peak RSS {_gib(ours['peak_rss'])}"
+    )
+    if size == "msmt":
+        print("dense: skipped (its N x N float matrices need > 100 GB at MSMT17 size)")
+        return
+    dense = _run_worker("dense", features_path, workdir)
+    print(
+        f"dense: {dense['wall_s']:7.2f} s wall (start-up included; {dense['inside_s']:.2f} s after "
+        f"start-up), peak RSS {_gib(dense['peak_rss'])}"
+    )
+    difference = np.abs(np.load(ours["out"]) - np.load(dense["out"])).max()
+    print(
+        f"speed-up {dense['wall_s'] / ours['wall_s']:.2f}x, peak memory "
+        f"{ours['peak_rss'] / dense['peak_rss']:.3f} of the dense one, "
+        f"max |difference| {difference:.2e}"
+    )
+
+
+def bench_metrics(data: dict[str, np.ndarray]) -> None:
+    print("\n== CMC / mAP / mINP of the visual scores ==")
+    if not _have("mtmct_reid.retrieval.metrics"):
+        print("skipped: mtmct_reid.retrieval.metrics does not exist yet")
+        return
+    from mtmct_reid.retrieval.metrics import evaluate_scores
+
+    scores = l2_normalise(data["query_features"]) @ l2_normalise(data["gallery_features"]).T
+    labels = (data["query_pids"], data["query_cams"], data["gallery_pids"], data["gallery_cams"])
+    start = time.perf_counter()
+    result = evaluate_scores(scores, *labels, protocol="standard")
+    ours_s = time.perf_counter() - start
+    start = time.perf_counter()
+    reference = per_query_ranking(scores, *labels)
+    loop_s = time.perf_counter() - start
+    print(
+        f"ours {ours_s:.2f} s, per-query loop {loop_s:.2f} s, speed-up {loop_s / ours_s:.1f}x "
+        f"({len(scores)} queries x {scores.shape[1]} gallery)"
+    )
+    cmc = np.asarray(result.cmc)
+    print(
+        f"ours : mAP {result.mAP:.4f} R1 {cmc[0]:.4f} R5 {cmc[4]:.4f} R10 {cmc[9]:.4f} "
+        f"mINP {result.mINP:.4f}"
+    )
+    print(
+        f"loop : mAP {reference['mAP']:.4f} R1 {reference['cmc'][0]:.4f} "
+        f"R5 {reference['cmc'][4]:.4f} R10 {reference['cmc'][9]:.4f} mINP {reference['mINP']:.4f}"
+    )
+    print(
+        f"max |difference|: mAP {abs(result.mAP - reference['mAP']):.2e}, CMC "
+        f"{np.abs(cmc[:50] - reference['cmc'][: len(cmc)]).max():.2e}, mINP "
+        f"{abs(result.mINP - reference['mINP']):.2e}"
+    )
+
+
+def _fit_transit(data: dict[str, np.ndarray]):  # noqa: ANN202 - returns TransitTimeModel
+    from mtmct_reid.retrieval.transit import TransitTimeModel
+
+    return TransitTimeModel.fit(data["train_pids"], data["train_cams"], data["train_times"])
+
+
+def bench_st(data: dict[str, np.ndarray], subsample: int = 20_000) -> None:
+    print("\n== spatial-temporal probability of every query x gallery pair ==")
+    if not _have("mtmct_reid.retrieval.transit"):
+        print("skipped: mtmct_reid.retrieval.transit does not exist yet")
+        return
+    model = _fit_transit(data)
+    q_cams, q_times = data["query_cams"], data["query_times"]
+    g_cams, g_times = data["gallery_cams"], data["gallery_times"]
+    start = time.perf_counter()
+    probability = model.probability(
+        q_cams[:, None], q_times[:, None], g_cams[None, :], g_times[None, :]
+    )
+    ours_s = time.perf_counter() - start
+    num_pairs = probability.size
+
+    camera_index = {int(c): i for i, c in enumerate(np.asarray(model.camera_ids))}
+    table = np.asarray(model.probabilities)
+    num_bins = table.shape[2]
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, num_pairs, subsample)
+    start = time.perf_counter()
+    looped = []
+    for flat in picks.tolist():
+        qi, gi = divmod(flat, len(g_cams))
+        cq, cg = int(q_cams[qi]), int(g_cams[gi])
+        tq, tg = float(q_times[qi]), float(g_times[gi])
+        if cq == cg:
+            looped.append(0.0)
+            continue
+        later, earlier = (cq, cg) if tq >= tg else (cg, cq)
+        bin_index = int(abs(tq - tg) // model.bin_width)
+        if bin_index >= num_bins:
+            looped.append(0.0)
+            continue
+        looped.append(float(table[camera_index[later], camera_index[earlier], bin_index]))
+    loop_s = (time.perf_counter() - start) * num_pairs / subsample
+    difference = np.abs(probability.ravel()[picks] - np.array(looped)).max()
+    print(
+        f"ours {ours_s:.3f} s for {num_pairs:,} pairs; pair-by-pair loop timed on {subsample:,} "
+        f"random pairs and EXTRAPOLATED to {loop_s:.1f} s; speed-up {loop_s / ours_s:.0f}x; "
+        f"max |difference| on the subsample {difference:.2e}"
+    )
+
+
+def bench_evaluate(data: dict[str, np.ndarray], features_path: Path, workdir: Path) -> None:
+    print("\n== four modes through `mtmct-reid evaluate` ==")
+    if not (_have("mtmct_reid.cli.evaluate") and _have("mtmct_reid.retrieval.transit")):
+        print("skipped: the evaluate command or the transit-time model does not exist yet")
+        return
+    model_path = workdir / "transit.npz"
+    _fit_transit(data).save(model_path)
+    json_path = workdir / "evaluation.json"
+    command = [
+        sys.executable,
+        "-m",
+        "mtmct_reid",
+        "evaluate",
+        str(features_path),
+        "--st-model",
+        str(model_path),
+        "--rerank",
+        "--json",
+        str(json_path),
+    ]
+    start = time.perf_counter()
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if completed.returncode != 0:
+        print(
+            f"`{' '.join(command[2:])}` failed ({completed.returncode}): {completed.stderr.strip()}"
+        )
+        return
+    print(completed.stdout.rstrip())
+    print(f"wall {wall:.2f} s (start-up included)")
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="market")
+    parser.add_argument(
+        "--only", choices=SECTIONS, action="append", help="run only this section (repeatable)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, help="keep inputs and outputs here (default: temp)")
+    parser.add_argument(
+        "--worker", nargs=4, metavar=("KIND", "FEATURES", "OUT", "REPORT"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    if args.worker:
+        _worker(*args.worker)
+        return 0
+
+    sections = args.only or list(SECTIONS)
+    num_query, num_gallery, dim = SIZES[args.size]
+    with tempfile.TemporaryDirectory(prefix="bench_retrieval_") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        data = market_like_features(num_query, num_gallery, dim, num_train_ids=751, seed=args.seed)
+        features_path = workdir / "features.npz"
+        from mtmct_reid.featureset import FeatureSet, FeatureSide
+
+        FeatureSet(
+            query=FeatureSide(*(data[f"query_{k}"] for k in ("features", "pids", "cams", "times"))),
+            gallery=FeatureSide(
+                *(data[f"gallery_{k}"] for k in ("features", "pids", "cams", "times"))
+            ),
+            metadata={"model": "synthetic"},
+        ).save(features_path)
+        print(
+            f"inputs: {num_query} query x {num_gallery} gallery, D={dim}, "
+            f"{len(np.unique(data['query_pids']))} query ids, 6 cameras, "
+            f"{os.cpu_count()} CPUs; built in {time.perf_counter() - start:.1f} s"
+        )
+        if "rerank" in sections:
+            bench_rerank(features_path, workdir, args.size)
+        if "metrics" in sections:
+            bench_metrics(data)
+        if "st" in sections:
+            bench_st(data)
+        if "evaluate" in sections:
+            bench_evaluate(data, features_path, workdir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

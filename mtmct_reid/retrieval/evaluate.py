@@ -1,0 +1,651 @@
+"""The four evaluation modes of st-ReID on a features file: visual, +ST, +re-rank, +ST +re-rank.
+
+- ``visual``: cosine similarity of the L2-normalised features.
+- ``visual+st``: the logistic-smoothed product of that similarity and the transit-time probability
+  (:func:`mtmct_reid.retrieval.fusion.fuse`).
+- ``visual+rerank`` / ``visual+st+rerank``: k-reciprocal re-ranking of the visual / joint scores over
+  the (query + gallery)^2 matrix (st-ReID re-ranks the joint score).
+
+Scores are computed in blocks of query rows and ranked at once, so memory stays O(chunk x gallery)
+beyond the features. With re-ranking, the (query + gallery)^2 score rows are computed once: the query
+rows among them are also what the non-re-ranked modes rank, so the query x gallery product is not
+repeated; one product feeds both re-ranked modes; and the matrix being symmetric, each off-diagonal
+tile is computed once and mirrored (:class:`SymmetricRows`, when its memory fits).
+
+The transit-time probability is zero beyond the model's last bin, so the joint score looks the
+probability up only for the pairs whose time difference is within the model's range (a range of the
+time-sorted columns per row) and gives every other pair the joint score of probability zero.
+
+Example:
+    >>> from mtmct_reid.featureset import FeatureSet          # doctest: +SKIP
+    >>> report = evaluate_featureset(FeatureSet.load("features.npz"), rerank=True)  # doctest: +SKIP
+    >>> print(report.format_table())                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from mtmct_reid.errors import ReIDError
+from mtmct_reid.featureset import FeatureSet
+from mtmct_reid.retrieval.fusion import FusionParams, fuse, logistic_denominator
+from mtmct_reid.retrieval.metrics import (
+    NO_VALID_QUERY_HINT,
+    RankingResult,
+    RetrievalEvaluator,
+    valid_query_mask,
+)
+
+if TYPE_CHECKING:
+    from mtmct_reid.retrieval.transit import TransitTimeModel
+
+log = logging.getLogger(__name__)
+
+MODES = ("visual", "visual+st", "visual+rerank", "visual+st+rerank")
+#: Query rows scored at once (a [chunk, gallery] float32 block per mode).
+DEFAULT_CHUNK_SIZE = 512
+_DEFAULT_FUSION = FusionParams()
+#: Rows normalised at once by :func:`normalise_rows`.
+_NORM_BLOCK = 1024
+#: Sample pairs whose features are gathered at once by :meth:`FeatureSetScorer.pairs`.
+_PAIR_BLOCK = 1024
+#: Score-matrix elements whose transit-time probabilities are looked up at once.
+_ST_BLOCK_ELEMENTS = 1 << 18
+#: Largest memory for the tiles that re-ranking's symmetric score rows keep (:class:`SymmetricRows`);
+#: beyond it (MSMT17 size) every row block is computed in full.
+_SYMMETRIC_CACHE_BYTES = 1 << 30
+#: Above this fraction of pairs within the model's time range, look every pair up directly.
+_WINDOW_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """Cameras and times of a set of score columns, with the columns' order by time."""
+
+    cams: np.ndarray
+    times: np.ndarray
+    order: np.ndarray
+    sorted_times: np.ndarray
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """The ranking metrics of each evaluated mode.
+
+    Args:
+        protocol: ``"standard"`` or ``"streid"``.
+        modes: mode name (see :data:`MODES`) -> its :class:`RankingResult`, in evaluation order.
+        seconds: wall time of the whole evaluation.
+
+    Example:
+        >>> from mtmct_reid.retrieval.metrics import evaluate_scores
+        >>> result = evaluate_scores(np.eye(3)[:, ::-1], [1, 2, 3], [1, 1, 1], [3, 2, 1], [2, 2, 2])
+        >>> report = EvaluationReport("standard", {"visual": result})
+        >>> report.as_json()["modes"]["visual"]["R1"]
+        1.0
+    """
+
+    protocol: str
+    modes: Mapping[str, RankingResult]
+    seconds: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        """``{"protocol": ..., "modes": {mode: {"mAP", "R1", "R5", "R10", "mINP", "queries"}}}``
+        (fractions in [0, 1])."""
+        return {
+            "protocol": self.protocol,
+            "modes": {name: result.as_dict() for name, result in self.modes.items()},
+        }
+
+    def format_table(self) -> str:
+        """One row per mode: mAP, R1, R5, R10, mINP in percent, and the number of queries."""
+        columns = ("mAP", "R1", "R5", "R10", "mINP")
+        width = max(len("mode"), *(len(name) for name in self.modes))
+        lines = [
+            f"{'mode':<{width}}  " + "  ".join(f"{c:>6}" for c in columns) + f"  {'queries':>8}"
+        ]
+        for name, result in self.modes.items():
+            figures = result.as_dict()
+            cells = "  ".join(f"{100 * figures[c]:6.2f}" for c in columns)
+            lines.append(f"{name:<{width}}  {cells}  {result.num_queries:>8}")
+        lines.append(f"(protocol: {self.protocol}; figures in %)")
+        return "\n".join(lines)
+
+
+class FeatureSetScorer:
+    """Visual and spatial-temporal joint scores between the samples of a features file, in row blocks.
+
+    Samples are ordered queries first, then gallery (the order re-ranking expects). Features are
+    L2-normalised once (a zero vector stays zero, i.e. similarity 0 with everything).
+
+    Args:
+        features: the query and gallery features with their labels.
+        st_model: transit-time model for the joint score, or None for visual scores only.
+        fusion: parameters of the logistic smoothing.
+        source: name of the features in error messages (e.g. the file path).
+
+    Example:
+        >>> from mtmct_reid.featureset import FeatureSide
+        >>> side = lambda x: FeatureSide(np.asarray(x, np.float32), np.arange(len(x)),
+        ...                              np.ones(len(x), np.int64), np.full(len(x), np.nan))
+        >>> scorer = FeatureSetScorer(FeatureSet(side([[1, 0]]), side([[1, 0], [0, 2]])))
+        >>> scorer.query_gallery(0, 1)[0]
+        array([[1., 0.]], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        features: FeatureSet,
+        *,
+        st_model: TransitTimeModel | None = None,
+        fusion: FusionParams = _DEFAULT_FUSION,
+        source: str = "features",
+    ) -> None:
+        self.num_query = len(features.query)
+        self.num_gallery = len(features.gallery)
+        self.num_total = self.num_query + self.num_gallery
+        self.st_model = st_model
+        self.fusion = fusion
+        self.embeddings = normalise_rows(
+            np.concatenate([features.query.features, features.gallery.features], dtype=np.float32),
+            in_place=True,
+        )
+        self.cams = np.concatenate([features.query.cams, features.gallery.cams])
+        self.times = np.concatenate([features.query.times, features.gallery.times])
+        self._threads = _available_cores()
+        #: Wall seconds spent so far, by phase (for ``--verbose`` timings).
+        self.seconds = {"products": 0.0, "spatial-temporal fusion": 0.0}
+        self._column_cache: dict[tuple[int | None, int | None], _Columns] = {}
+        if st_model is not None:
+            check_st_inputs(features, st_model, source=source)
+            num_bins = np.asarray(st_model.probabilities).shape[2]
+            # One bin of margin: rounding of the time differences cannot reach past it.
+            self._st_window = (num_bins + 1) * float(st_model.bin_width)
+            self._st_zero_denominator = logistic_denominator(
+                np.float32(0), fusion.lambda1, fusion.gamma1
+            )
+
+    def query_gallery(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Scores of queries ``start:stop`` against the gallery.
+
+        Returns:
+            ``(visual, joint)``: float32 [stop - start, num_gallery] each; ``joint`` is None without
+            a transit-time model.
+        """
+        return self._block(np.arange(start, stop), slice(self.num_query, None))
+
+    def rows(
+        self, start: int, stop: int, *, visual: bool = True, joint: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, ...]:
+        """Rows ``start:stop`` of the (num_total x num_total) score matrix (queries, then gallery).
+
+        Returns:
+            The visual rows, the joint rows, or the tuple ``(visual, joint)`` when both are asked
+            (the form ``k_reciprocal_rerank``'s ``similarity_rows`` returns).
+        """
+        visual_rows, joint_rows = self._block(np.arange(start, stop), slice(None), joint=joint)
+        return self._select(visual_rows, joint_rows, visual, joint)
+
+    def pairs(
+        self, rows: np.ndarray, cols: np.ndarray, *, visual: bool = True, joint: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, ...]:
+        """Scores of the sample pairs ``(rows[i], cols[i])`` (same forms as :meth:`rows`)."""
+        rows, cols = np.asarray(rows), np.asarray(cols)
+        similarity = np.empty(len(rows), dtype=np.float32)
+        # Gathering all pairs' features at once costs more in page faults than the products.
+        for start in range(0, len(rows), _PAIR_BLOCK):
+            block = slice(start, start + _PAIR_BLOCK)
+            similarity[block] = np.einsum(
+                "ij,ij->i", self.embeddings[rows[block]], self.embeddings[cols[block]]
+            )
+        joint_scores = None
+        if joint:
+            joint_scores = fused_scores(
+                similarity,
+                self.cams[rows],
+                self.times[rows],
+                self.cams[cols],
+                self.times[cols],
+                self._model(),
+                self.fusion,
+            )
+        return self._select(similarity, joint_scores, visual, joint)
+
+    def _block(
+        self, rows: np.ndarray, cols: slice, *, joint: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        if joint is None:
+            joint = self.st_model is not None
+        shape = (len(rows), len(range(*cols.indices(self.num_total))))
+        similarity = np.empty(shape, dtype=np.float32)
+        joint_scores = np.empty(shape, dtype=np.float32) if joint else None
+        self.scores_into(rows, cols, similarity, joint_scores)
+        return similarity, joint_scores
+
+    def scores_into(
+        self,
+        rows: np.ndarray,
+        cols: slice,
+        visual_out: np.ndarray,
+        joint_out: np.ndarray | None = None,
+    ) -> None:
+        """Write the visual (and joint) scores of samples ``rows`` against samples ``cols``.
+
+        Args:
+            rows: sample indices (queries first, then gallery).
+            cols: a slice of samples.
+            visual_out: float32 [len(rows), len(cols)], may be a view with row stride.
+            joint_out: same for the joint scores, or None.
+        """
+        tic = time.perf_counter()
+        np.matmul(self.embeddings[rows], self.embeddings[cols].T, out=visual_out)
+        self.seconds["products"] += time.perf_counter() - tic
+        if joint_out is None:
+            return
+        self._model()
+        columns = self._columns(cols)
+        # A few rows at a time, the temporaries stay in the cache instead of being fresh,
+        # page-faulted mappings; numpy releases the GIL in its loops, so row groups run on all
+        # cores (as the product does).
+        step = max(1, _ST_BLOCK_ELEMENTS // max(visual_out.shape[1], 1))
+
+        def fuse_rows(start: int) -> None:
+            part = slice(start, start + step)
+            self._fuse_rows(rows[part], columns, visual_out[part], joint_out[part])
+
+        tic = time.perf_counter()
+        starts = range(0, len(rows), step)
+        if self._threads > 1 and len(starts) > 1:
+            with ThreadPoolExecutor(self._threads) as pool:
+                list(pool.map(fuse_rows, starts))
+        else:
+            for start in starts:
+                fuse_rows(start)
+        self.seconds["spatial-temporal fusion"] += time.perf_counter() - tic
+
+    def _columns(self, cols: slice) -> _Columns:
+        key = (cols.start, cols.stop)
+        columns = self._column_cache.get(key)
+        if columns is None:
+            cams, times = self.cams[cols], self.times[cols]
+            order = np.argsort(times, kind="stable")
+            columns = _Columns(cams, times, order, times[order])
+            # All samples and the gallery are asked for again and again; other ranges are not.
+            if key in ((None, None), (0, None), (self.num_query, None)):
+                self._column_cache[key] = columns
+        return columns
+
+    def _fuse_rows(
+        self, rows: np.ndarray, columns: _Columns, similarity: np.ndarray, out: np.ndarray
+    ) -> None:
+        """Joint scores of ``rows`` against ``columns`` into ``out``, equal to
+        ``fuse(similarity, model.probability(...))``.
+
+        The transit probability is 0 past the model's last bin, so only the columns within
+        ``(bins + 1) · bin_width`` of a row's time (a range of the time-sorted columns) are looked up;
+        every other entry takes the spatial-temporal denominator of probability 0.
+        """
+        model, fusion = self._model(), self.fusion
+        row_cams, row_times = self.cams[rows], self.times[rows]
+        lo = np.searchsorted(columns.sorted_times, row_times - self._st_window, side="left")
+        hi = np.searchsorted(columns.sorted_times, row_times + self._st_window, side="right")
+        counts = hi - lo
+        total = int(counts.sum())
+        if total > _WINDOW_FRACTION * similarity.size:
+            probability = model.probability(
+                row_cams[:, None], row_times[:, None], columns.cams[None, :], columns.times[None, :]
+            )
+            st_denominator = logistic_denominator(probability, fusion.lambda1, fusion.gamma1)
+        else:
+            st_denominator = np.full(similarity.shape, self._st_zero_denominator, np.float32)
+            pair_rows = np.repeat(np.arange(len(rows)), counts)
+            offsets = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+            pair_cols = columns.order[offsets + np.arange(total)]
+            probability = model.probability(
+                row_cams[pair_rows],
+                row_times[pair_rows],
+                columns.cams[pair_cols],
+                columns.times[pair_cols],
+            )
+            st_denominator[pair_rows, pair_cols] = logistic_denominator(
+                probability, fusion.lambda1, fusion.gamma1
+            )
+        logistic_denominator(similarity, fusion.lambda0, fusion.gamma0, out=out)
+        with np.errstate(over="ignore"):
+            out *= st_denominator
+        np.reciprocal(out, out=out)
+
+    def _model(self) -> TransitTimeModel:
+        if self.st_model is None:
+            raise ReIDError("joint scores need a transit-time model (st_model)")
+        return self.st_model
+
+    @staticmethod
+    def _select(
+        visual_scores: np.ndarray, joint_scores: np.ndarray | None, visual: bool, joint: bool
+    ) -> np.ndarray | tuple[np.ndarray, ...]:
+        chosen = [m for m, wanted in ((visual_scores, visual), (joint_scores, joint)) if wanted]
+        if not chosen:
+            raise ReIDError("ask for visual scores, joint scores, or both")
+        return chosen[0] if len(chosen) == 1 else tuple(chosen)
+
+
+class SymmetricRows:
+    """Consecutive row blocks of the symmetric (num_total x num_total) score matrices, computing each
+    off-diagonal tile once.
+
+    Re-ranking reads the whole matrix in consecutive row blocks. Block ``i`` computes its columns
+    from its own first row on (the diagonal tile and the tiles right of it), keeps copies of the
+    tiles right of the diagonal, and fills its columns left of the diagonal with the transposes of
+    the tiles earlier blocks kept for it, which are then released. That halves the products and the
+    transit-time fusion (the visual and the joint scores are both symmetric); the kept tiles peak at
+    a quarter of each matrix, at the middle block (:meth:`peak_bytes`). A request that is not the
+    next block is computed directly.
+
+    Args:
+        scorer: the scores of the samples.
+        joint: deliver ``(visual, joint)`` blocks instead of visual ones.
+        block_size: rows per block (the re-ranking's chunk size).
+
+    Example:
+        >>> rows = SymmetricRows(scorer, joint=False, block_size=512)  # doctest: +SKIP
+        >>> k_reciprocal_rerank(rows, scorer.num_query, scorer.num_total, chunk_size=512)  # doctest: +SKIP
+    """
+
+    def __init__(self, scorer: FeatureSetScorer, *, joint: bool, block_size: int) -> None:
+        self.scorer = scorer
+        self.joint = joint
+        self.bounds = [*range(0, scorer.num_total, block_size), scorer.num_total]
+        self._kept: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._next_block = 0
+
+    @staticmethod
+    def peak_bytes(num_total: int, num_matrices: int) -> int:
+        """Largest memory the kept tiles reach (a quarter of each float32 matrix)."""
+        return num_total * num_total * 4 * num_matrices // 4
+
+    def __call__(self, start: int, stop: int) -> np.ndarray | tuple[np.ndarray, ...]:
+        """Rows ``start:stop`` of the visual matrix, or of both matrices as ``(visual, joint)``."""
+        bounds, i = self.bounds, self._next_block
+        if i + 1 >= len(bounds) or (start, stop) != (bounds[i], bounds[i + 1]):
+            return self.scorer.rows(start, stop, visual=True, joint=self.joint)
+        num_total = self.scorer.num_total
+        blocks = [
+            np.empty((stop - start, num_total), dtype=np.float32) for _ in range(1 + self.joint)
+        ]
+        self.scorer.scores_into(
+            np.arange(start, stop),
+            slice(start, None),
+            blocks[0][:, start:],
+            blocks[1][:, start:] if self.joint else None,
+        )
+        for k in range(i):
+            for block, tile in zip(blocks, self._kept.pop((k, i)), strict=True):
+                block[:, bounds[k] : bounds[k + 1]] = tile.T
+        for k in range(i + 1, len(bounds) - 1):
+            self._kept[(i, k)] = [block[:, bounds[k] : bounds[k + 1]].copy() for block in blocks]
+        self._next_block += 1
+        return tuple(blocks) if self.joint else blocks[0]
+
+
+def _available_cores() -> int:
+    try:
+        return max(1, min(len(os.sched_getaffinity(0)), 8))
+    except AttributeError:  # not on Linux
+        return max(1, min(os.cpu_count() or 1, 8))
+
+
+def normalise_rows(features: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+    """Rows divided by their Euclidean norm (float32); all-zero rows stay zero.
+
+    Args:
+        features: [N, D] rows.
+        in_place: divide ``features`` itself when it is a writable float32 array (no copy).
+
+    Example:
+        >>> normalise_rows(np.array([[3.0, 4.0], [0.0, 0.0]]))
+        array([[0.6, 0.8],
+               [0. , 0. ]], dtype=float32)
+    """
+    features = np.asarray(features)
+    if not (in_place and features.dtype == np.float32 and features.flags.writeable):
+        features = np.array(features, dtype=np.float32, copy=True)
+    tiny = np.finfo(np.float32).tiny
+    # Block by block: a squared copy of all features would be as large as the features.
+    for start in range(0, len(features), _NORM_BLOCK):
+        block = features[start : start + _NORM_BLOCK]
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
+        block /= np.maximum(norms, tiny).astype(np.float32)[:, None]
+    return features
+
+
+def fused_scores(
+    similarity: np.ndarray,
+    cams_a: np.ndarray,
+    times_a: np.ndarray,
+    cams_b: np.ndarray,
+    times_b: np.ndarray,
+    st_model: TransitTimeModel,
+    fusion: FusionParams = _DEFAULT_FUSION,
+    *,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Joint st-ReID scores of visual similarities and the transit-time probabilities of the pairs.
+
+    Cameras and times broadcast like :meth:`TransitTimeModel.probability` (``[q, 1]`` against
+    ``[1, g]`` for a matrix) to ``similarity``'s shape.
+
+    Args:
+        similarity: visual similarities (cosine).
+        cams_a: cameras of the first sample of each pair.
+        times_a: times of the first sample.
+        cams_b: cameras of the second sample.
+        times_b: times of the second sample.
+        st_model: the transit-time model.
+        fusion: logistic smoothing parameters.
+        out: optional float32 array of ``similarity``'s shape for the result.
+
+    Returns:
+        float32 joint scores of ``similarity``'s shape (``out`` when given).
+
+    Example:
+        >>> joint = fused_scores(visual, q_cams[:, None], q_times[:, None],   # doctest: +SKIP
+        ...                      g_cams[None], g_times[None], model)
+    """
+    probability = st_model.probability(cams_a, times_a, cams_b, times_b)
+    return fuse(similarity, probability, fusion, out=out)
+
+
+def check_st_inputs(
+    features: FeatureSet, st_model: TransitTimeModel, *, source: str = "features"
+) -> None:
+    """Raise :class:`ReIDError` unless every image has a time and a camera the model knows."""
+    for side_name in ("query", "gallery"):
+        side = getattr(features, side_name)
+        if not side.has_times:
+            missing = int(np.count_nonzero(~np.isfinite(side.times)))
+            raise ReIDError(
+                f"{source}: {side_name}_times missing/NaN ({missing} of {len(side)} images); "
+                "the ST model needs a time per image"
+            )
+        st_model.check_cameras(side.cams, where=f"{source} {side_name}_cams")
+
+
+def evaluate_featureset(
+    features: FeatureSet,
+    *,
+    st_model: TransitTimeModel | None = None,
+    rerank: bool = False,
+    protocol: str = "standard",
+    fusion: FusionParams = _DEFAULT_FUSION,
+    k1: int = 20,
+    k2: int = 6,
+    lambda_value: float = 0.3,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    progress: bool = True,
+    max_rank: int = 50,
+    source: str = "features",
+) -> EvaluationReport:
+    """Evaluate a features file in the st-ReID modes: visual, and +ST / +re-rank / both when asked.
+
+    Args:
+        features: query and gallery features with ids, cameras (and times for ST).
+        st_model: a transit-time model fitted on the training split; adds ``visual+st`` (and
+            ``visual+st+rerank`` with ``rerank``).
+        rerank: add the k-reciprocal re-ranked modes.
+        protocol: ``"standard"`` or ``"streid"`` (see :class:`RetrievalEvaluator`).
+        fusion: logistic smoothing parameters of the joint score.
+        k1: re-ranking's reciprocal neighbourhood size.
+        k2: re-ranking's query-expansion size.
+        lambda_value: re-ranking's weight of the original distance.
+        chunk_size: rows of scores computed at once.
+        progress: show progress bars.
+        max_rank: length of the CMC curves.
+        source: name of the features in error messages (e.g. the file path).
+
+    Returns:
+        The :class:`EvaluationReport` of the evaluated modes (in :data:`MODES` order).
+
+    Raises:
+        ReIDError: no query has a valid match, times missing or cameras unknown with ``st_model``,
+            or bad parameters.
+
+    Example:
+        >>> report = evaluate_featureset(FeatureSet.load("features.npz"),     # doctest: +SKIP
+        ...                              st_model=TransitTimeModel.load("st.npz"), rerank=True)
+        >>> report.modes["visual+st+rerank"].R1                               # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    if (
+        isinstance(chunk_size, bool)
+        or not isinstance(chunk_size, (int, np.integer))
+        or chunk_size < 1
+    ):
+        raise ReIDError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if not isinstance(fusion, FusionParams):
+        raise ReIDError(f"fusion must be a FusionParams, got {type(fusion).__name__}")
+    query, gallery = features.query, features.gallery
+    with_st = st_model is not None
+    names = ["visual"] + (["visual+st"] if with_st else [])
+    names += (["visual+rerank"] + (["visual+st+rerank"] if with_st else [])) if rerank else []
+    evaluators = {name: RetrievalEvaluator(protocol, max_rank) for name in names}
+    _check_valid_queries(features, protocol, source)
+    scorer = FeatureSetScorer(features, st_model=st_model, fusion=fusion, source=source)
+    ranking_seconds = 0.0
+
+    def rank(name: str, scores: np.ndarray, start: int, stop: int) -> None:
+        nonlocal ranking_seconds
+        tic = time.perf_counter()
+        evaluators[name].add(
+            scores, query.pids[start:stop], query.cams[start:stop], gallery.pids, gallery.cams
+        )
+        ranking_seconds += time.perf_counter() - tic
+
+    def rank_query_rows(
+        start: int, stop: int, visual: np.ndarray, joint: np.ndarray | None
+    ) -> None:
+        rank("visual", visual, start, stop)
+        if joint is not None:
+            rank("visual+st", joint, start, stop)
+
+    if not rerank:
+        with tqdm(
+            total=scorer.num_query, desc="evaluating", unit="query", disable=not progress
+        ) as bar:
+            for start in range(0, scorer.num_query, chunk_size):
+                stop = min(start + chunk_size, scorer.num_query)
+                visual, joint = scorer.query_gallery(start, stop)
+                rank_query_rows(start, stop, visual, joint)
+                bar.update(stop - start)
+    else:
+        from mtmct_reid.retrieval.rerank import k_reciprocal_rerank
+
+        ranked = np.zeros(scorer.num_query, dtype=bool)
+        if SymmetricRows.peak_bytes(scorer.num_total, 1 + with_st) <= _SYMMETRIC_CACHE_BYTES:
+            score_rows = SymmetricRows(scorer, joint=with_st, block_size=chunk_size)
+        else:
+
+            def score_rows(start: int, stop: int) -> np.ndarray | tuple[np.ndarray, ...]:
+                return scorer.rows(start, stop, visual=True, joint=with_st)
+
+        def similarity_rows(start: int, stop: int) -> np.ndarray | tuple[np.ndarray, ...]:
+            scores = score_rows(start, stop)
+            blocks = scores if isinstance(scores, tuple) else (scores,)
+            # The query rows of the full matrix are the non-re-ranked modes' scores: rank them the
+            # first time they pass (re-ranking may ask for some rows again).
+            first, last = start, min(stop, scorer.num_query)
+            if first < last and not ranked[first:last].any():
+                gallery_part = [b[: last - first, scorer.num_query :] for b in blocks]
+                rank_query_rows(first, last, gallery_part[0], gallery_part[1] if with_st else None)
+                ranked[first:last] = True
+            return scores
+
+        def similarity_pairs(
+            rows: np.ndarray, cols: np.ndarray
+        ) -> np.ndarray | tuple[np.ndarray, ...]:
+            return scorer.pairs(rows, cols, visual=True, joint=with_st)
+
+        distances = k_reciprocal_rerank(
+            similarity_rows,
+            scorer.num_query,
+            scorer.num_total,
+            k1=k1,
+            k2=k2,
+            lambda_value=lambda_value,
+            chunk_size=chunk_size,
+            progress=progress,
+            similarity_pairs=similarity_pairs,
+        )
+        if not ranked.all():
+            # Only if re-ranking skipped a query block: score those rows here.
+            for start in np.flatnonzero(~ranked):
+                visual, joint = scorer.query_gallery(int(start), int(start) + 1)
+                rank_query_rows(int(start), int(start) + 1, visual, joint)
+        distance_list = distances if isinstance(distances, list) else [distances]
+        for name, distance in zip(
+            [name for name in names if name.endswith("rerank")], distance_list, strict=True
+        ):
+            for start in range(0, scorer.num_query, chunk_size):
+                stop = min(start + chunk_size, scorer.num_query)
+                rank(name, -distance[start:stop], start, stop)
+    modes = {name: evaluators[name].compute() for name in MODES if name in evaluators}
+    seconds = time.perf_counter() - started
+    log.info("evaluated %s in %.1f s", ", ".join(modes), seconds)
+    phases = scorer.seconds | {"ranking": ranking_seconds}
+    log.debug(
+        "evaluation: %s, the rest (%s) %.2f s",
+        ", ".join(f"{name} {value:.2f} s" for name, value in phases.items()),
+        "set-up, re-ranking's own work" if rerank else "set-up",
+        seconds - sum(phases.values()),
+    )
+    return EvaluationReport(protocol=protocol, modes=modes, seconds=seconds)
+
+
+def _check_valid_queries(features: FeatureSet, protocol: str, source: str) -> None:
+    """Refuse when no query can be matched; warn about the queries that cannot."""
+    query, gallery = features.query, features.gallery
+    valid = valid_query_mask(query.pids, query.cams, gallery.pids, gallery.cams)
+    if not valid.any():
+        raise ReIDError(
+            f"{source}: none of the {len(query)} queries has a valid match in the gallery "
+            f"({np.unique(query.cams).size} query camera(s), {np.unique(gallery.cams).size} gallery "
+            f"camera(s)): {NO_VALID_QUERY_HINT}"
+        )
+    invalid = int(np.count_nonzero(~valid))
+    if invalid:
+        log.warning(
+            "%d of %d queries have no valid match in the gallery (same id from another camera); "
+            "they are %s",
+            invalid,
+            len(query),
+            "skipped" if protocol == "standard" else "counted as misses (streid protocol)",
+        )

@@ -1,0 +1,155 @@
+"""Logistic smoothing: st-ReID's joint score of a visual similarity and a transit-time probability.
+
+``f(x; λ, γ) = 1 / (1 + λ·exp(−γ·x))`` squashes each cue into (0, 1) so that neither dominates: a
+spatial-temporal probability of 0 (same camera, unseen pair, implausible delay) still leaves a joint
+score ``f(s; λ0, γ0) / (1 + λ1)`` that ranks by appearance. The joint score is the product of the two
+smoothed cues (spec §4; reference values γ0 = γ1 = 5, λ0 = 1, λ1 = 2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from mtmct_reid.errors import ReIDError
+
+
+@dataclass(frozen=True)
+class FusionParams:
+    """Parameters of the two logistic functions (visual: λ0, γ0; spatial-temporal: λ1, γ1).
+
+    Args:
+        lambda0: λ of the visual similarity's logistic (> 0).
+        gamma0: γ (steepness) of the visual similarity's logistic.
+        lambda1: λ of the spatial-temporal probability's logistic (> 0).
+        gamma1: γ of the spatial-temporal probability's logistic.
+
+    Example:
+        >>> FusionParams(lambda1=1.0).gamma1
+        5.0
+    """
+
+    lambda0: float = 1.0
+    gamma0: float = 5.0
+    lambda1: float = 2.0
+    gamma1: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name in ("lambda0", "gamma0", "lambda1", "gamma1"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(
+                value, (int, float, np.floating, np.integer)
+            ):
+                raise ReIDError(f"fusion {name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ReIDError(f"fusion {name} must be finite, got {value!r}")
+            if name.startswith("lambda") and value <= 0:
+                raise ReIDError(f"fusion {name} must be > 0, got {value!r}")
+
+
+#: The reference values of st-ReID (the default of :func:`fuse`).
+_REFERENCE_PARAMS = FusionParams()
+
+
+def logistic(x: np.ndarray | float, lam: float, gamma: float) -> np.ndarray:
+    """``1 / (1 + lam * exp(-gamma * x))`` elementwise, in float32 for float32 input.
+
+    Args:
+        x: values (a visual similarity or a spatial-temporal probability).
+        lam: λ, the value at ``x = 0`` is ``1 / (1 + λ)``.
+        gamma: γ, the steepness.
+
+    Example:
+        >>> float(logistic(0.0, 1.0, 5.0))
+        0.5
+    """
+    x = np.asarray(x)
+    dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float64
+    out = np.asarray(np.multiply(x, -gamma, dtype=dtype))  # 0-d input gives a scalar otherwise
+    # exp overflows to inf for very negative x; 1 / inf = 0 is the correct limit.
+    with np.errstate(over="ignore"):
+        np.exp(out, out=out)
+    out *= lam
+    out += 1
+    return np.reciprocal(out, out=out)
+
+
+def logistic_denominator(
+    x: np.ndarray | float, lam: float, gamma: float, *, out: np.ndarray | None = None
+) -> np.ndarray:
+    """``1 + lam * exp(-gamma * x)`` in float32: the reciprocal of :func:`logistic`.
+
+    The joint score is ``1 / (d0 · d1)`` with one denominator per cue, which costs one division
+    instead of two; callers that fill the spatial-temporal denominator sparsely build on this.
+
+    Args:
+        x: values, any shape.
+        lam: λ.
+        gamma: γ.
+        out: optional float32 array of ``x``'s shape for the result (may be ``x`` itself).
+
+    Example:
+        >>> logistic_denominator(np.zeros(2, np.float32), 2.0, 5.0)
+        array([3., 3.], dtype=float32)
+    """
+    x = np.asarray(x)
+    if out is None:
+        out = np.empty(x.shape, dtype=np.float32)
+    np.multiply(x, np.float32(-gamma), out=out, dtype=np.float32, casting="unsafe")
+    # exp overflows to inf for very negative x; the joint score 1 / inf = 0 is the correct limit.
+    with np.errstate(over="ignore"):
+        np.exp(out, out=out)
+        out *= np.float32(lam)
+    out += np.float32(1)
+    return out
+
+
+def fuse(
+    similarity: np.ndarray,
+    st_probability: np.ndarray,
+    params: FusionParams = _REFERENCE_PARAMS,
+    *,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Joint score ``f(similarity; λ0, γ0) · f(st_probability; λ1, γ1)`` as float32.
+
+    One float32 temporary of ``st_probability``'s size; pass ``out`` (which may be ``similarity``
+    itself when it is float32) to write the result in place, chunk by chunk.
+
+    Args:
+        similarity: visual similarities (e.g. cosine), any shape.
+        st_probability: spatial-temporal probabilities, broadcastable to ``similarity``'s shape.
+        params: the logistic parameters.
+        out: optional float32 array of ``similarity``'s shape for the result.
+
+    Returns:
+        The joint scores, float32, ``similarity``'s shape (``out`` when given).
+
+    Example:
+        >>> fuse(np.array([0.0], np.float32), np.array([0.0], np.float32))  # 1/2 * 1/3
+        array([0.16666667], dtype=float32)
+    """
+    similarity = np.asarray(similarity)
+    st_probability = np.asarray(st_probability)
+    try:
+        shape = np.broadcast_shapes(st_probability.shape, similarity.shape)
+    except ValueError:
+        shape = None
+    if shape != similarity.shape:
+        raise ReIDError(
+            f"spatial-temporal probabilities of shape {st_probability.shape} do not match "
+            f"similarities of shape {similarity.shape}"
+        )
+    if out is None:
+        out = np.empty(similarity.shape, dtype=np.float32)
+    elif out.shape != similarity.shape or out.dtype != np.float32:
+        raise ReIDError(
+            f"fuse: out has shape {out.shape} and dtype {out.dtype}, expected float32 {similarity.shape}"
+        )
+    st_denominator = logistic_denominator(st_probability, params.lambda1, params.gamma1)
+    logistic_denominator(similarity, params.lambda0, params.gamma0, out=out)
+    with np.errstate(over="ignore"):
+        out *= st_denominator
+    return np.reciprocal(out, out=out)
