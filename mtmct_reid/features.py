@@ -1,0 +1,279 @@
+"""Test features from a trained model: batched, flip-averaged, part-normalised embeddings.
+
+The st-ReID test feature of an image is the sum of the part features of the image and of its horizontal
+mirror; each part is then L2-normalised and scaled by 1/√P, so the concatenation has unit norm and the dot
+product of two features is their cosine similarity (spec §2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from mtmct_reid.data.images import ImageDataset, ImageSource, build_transforms, parse_image_size
+from mtmct_reid.data.records import Records
+from mtmct_reid.errors import ReIDError
+from mtmct_reid.featureset import FeatureSet, FeatureSide
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("32", "bf16")
+ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, torch.Tensor)
+_EPS = 1e-12
+
+
+def normalize_parts(feats: ArrayOrTensor) -> ArrayOrTensor:
+    """L2-normalise each part, scale it by 1/√P and concatenate: [N, P, Dp] → [N, P·Dp].
+
+    Works on numpy arrays and torch tensors alike (the result has the input's type). A vector of
+    non-zero parts comes out with unit norm, and the dot product of two outputs is the mean of their
+    per-part cosine similarities.
+
+    Args:
+        feats: raw part features [N, P, Dp] (e.g. ``ReIDModel.extract`` output).
+
+    Example:
+        >>> out = normalize_parts(np.ones((2, 6, 4), dtype=np.float32))
+        >>> out.shape, round(float(np.linalg.norm(out[0])), 6)
+        ((2, 24), 1.0)
+    """
+    if feats.ndim != 3:
+        raise ReIDError(f"part features have shape {tuple(feats.shape)}, expected [N, P, Dp]")
+    num_parts = feats.shape[1]
+    scale = 1.0 / math.sqrt(num_parts)
+    if isinstance(feats, torch.Tensor):
+        norms = torch.linalg.vector_norm(feats, dim=2, keepdim=True).clamp_min(_EPS)
+        return (feats * (scale / norms)).flatten(1)
+    norms = np.maximum(np.linalg.norm(feats, axis=2, keepdims=True), _EPS)
+    return (feats * (scale / norms)).reshape(feats.shape[0], -1).astype(feats.dtype, copy=False)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; anything else is checked to exist.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    text = str(device)
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ReIDError(f"device '{text}': expected auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ReIDError(f"device '{text}': CUDA is not available here; use --device cpu or auto")
+    if resolved.type not in ("cpu", "cuda"):
+        raise ReIDError(f"device '{text}': expected auto, cpu, cuda or cuda:N")
+    return resolved
+
+
+class FeatureExtractor:
+    """Turn images into normalised test features with a re-id model.
+
+    Each image and its horizontal mirror go through ``model.extract`` in one batch; their part
+    features are summed, each part L2-normalised and scaled by 1/√P (:func:`normalize_parts`).
+
+    Args:
+        model: a :class:`~mtmct_reid.models.ReIDModel` (anything with ``extract(x) -> [B, P, Dp]``).
+            It is moved to ``device``; it runs in eval mode and its train/eval mode is restored after.
+        image_size: ``(height, width)`` or ``"HxW"`` the images are resized to.
+        batch_size: images per forward pass (the flipped copies double it).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        flip: add the features of the horizontal mirror (the st-ReID test feature).
+        channels_last: run convolutions in NHWC layout (faster on recent CPUs and GPUs).
+        precision: ``"32"`` or ``"bf16"`` (bfloat16 autocast; features are still returned as float32).
+        num_workers: DataLoader worker processes decoding images.
+
+    Example:
+        >>> extractor = FeatureExtractor(model, (384, 192), device="auto")  # doctest: +SKIP
+        >>> feats = extractor(["a.jpg", "b.jpg"])                           # doctest: +SKIP
+        >>> feats.shape, float(feats[0] @ feats[1])                         # doctest: +SKIP
+        ((2, 12288), 0.83)
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        image_size: tuple[int, int] | str,
+        *,
+        batch_size: int = 64,
+        device: str | torch.device = "cpu",
+        flip: bool = True,
+        channels_last: bool = True,
+        precision: str = "32",
+        num_workers: int = 0,
+    ) -> None:
+        if not callable(getattr(model, "extract", None)):
+            raise TypeError(f"model {type(model).__name__} has no extract(x) method")
+        if str(precision) not in PRECISIONS:
+            raise ReIDError(f"precision '{precision}': expected one of {', '.join(PRECISIONS)}")
+        if batch_size < 1:
+            raise ReIDError(f"batch_size must be positive, got {batch_size}")
+        if num_workers < 0:
+            raise ReIDError(f"num_workers must be >= 0, got {num_workers}")
+        self.image_size = (
+            parse_image_size(image_size)
+            if isinstance(image_size, str)
+            else (int(image_size[0]), int(image_size[1]))
+        )
+        self.device = resolve_device(device)
+        self.model = model.to(self.device)
+        self.channels_last = channels_last
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.batch_size = int(batch_size)
+        self.flip = flip
+        self.precision = str(precision)
+        self.num_workers = int(num_workers)
+        self.transform = build_transforms(self.image_size, train=False)
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of one output feature (``num_parts · part_dim`` for a ReIDModel)."""
+        dim = getattr(self.model, "feature_dim", None)
+        if dim is None:
+            probe = torch.zeros(1, 3, *self.image_size, device=self.device)
+            with torch.inference_mode():
+                dim = int(self.model.extract(probe).shape[1:].numel())
+        return int(dim)
+
+    def __call__(self, images: Sequence[ImageSource], *, progress: bool = False) -> np.ndarray:
+        """Features [N, D] float32 of image paths or PIL images, in input order."""
+        return self._run(ImageDataset(list(images), self.transform), progress, "features")
+
+    def extract_records(self, records: Records, progress: bool = True) -> np.ndarray:
+        """Features [N, D] float32 of every row of ``records``, in row order."""
+        return self._run(ImageDataset(records, self.transform), progress, "extract")
+
+    def embed_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """Normalised features [B, D] (float32, on the device) of an already transformed batch."""
+        batch = batch.to(self.device, non_blocking=True)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        if self.flip:
+            batch = torch.cat([batch, batch.flip(3)])
+        with torch.inference_mode(), self._autocast():
+            parts = self.model.extract(batch).float()
+        if self.flip:
+            half = parts.shape[0] // 2
+            parts = parts[:half] + parts[half:]
+        return normalize_parts(parts)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _run(self, dataset: ImageDataset, progress: bool, desc: str) -> np.ndarray:
+        n = len(dataset)
+        if n == 0:
+            return np.zeros((0, self.feature_dim), dtype=np.float32)
+        loader = DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        out: np.ndarray | None = None
+        was_training = self.model.training
+        self.model.eval()
+        start = time.perf_counter()
+        done = 0
+        try:
+            with (
+                torch.inference_mode(),
+                tqdm(total=n, unit="img", desc=desc, disable=not progress, leave=False) as bar,
+            ):
+                for images, _labels, rows in loader:
+                    _check_rows(dataset, rows, done)
+                    feats = self.embed_batch(images).cpu().numpy()
+                    if out is None:
+                        out = np.empty((n, feats.shape[1]), dtype=np.float32)
+                    out[done : done + len(feats)] = feats
+                    done += len(feats)
+                    bar.update(len(feats))
+        finally:
+            self.model.train(was_training)
+        elapsed = time.perf_counter() - start
+        log.info("extracted %d features in %.1fs (%.1f img/s)", n, elapsed, n / max(elapsed, 1e-9))
+        return out if out is not None else np.zeros((0, self.feature_dim), dtype=np.float32)
+
+
+def _check_rows(dataset: ImageDataset, rows: torch.Tensor, start: int) -> None:
+    # The dataset stands in the next readable image for an unreadable one; extraction needs every row.
+    expected = np.arange(start, start + len(rows))
+    got = rows.numpy()
+    if not np.array_equal(got, expected):
+        first_bad = int(expected[~np.isin(expected, got)][0])
+        dataset.load(first_bad)  # raises with PIL's reason, naming the file
+        raise ReIDError(
+            f"{dataset.sources[first_bad]}: cannot read image; fix or remove it and extract again"
+        )
+
+
+def extract_featureset(
+    model: torch.nn.Module,
+    records: Records,
+    image_size: tuple[int, int] | str,
+    *,
+    progress: bool = True,
+    metadata: Mapping[str, Any] | None = None,
+    **extractor_options: Any,
+) -> FeatureSet:
+    """Features of the query and gallery splits of ``records``, with their ids, cameras and times.
+
+    Args:
+        model: a :class:`~mtmct_reid.models.ReIDModel`.
+        records: records holding ``query`` and ``gallery`` rows (``train`` rows are ignored).
+        image_size: ``(height, width)`` or ``"HxW"``.
+        progress: show a progress bar.
+        metadata: extra 0-d entries for the features file (e.g. the checkpoint path).
+        **extractor_options: passed to :class:`FeatureExtractor` (batch_size, device, flip,
+            channels_last, precision, num_workers).
+
+    Example:
+        >>> fs = extract_featureset(model, read_dataset("Market-1501"), (384, 192))  # doctest: +SKIP
+        >>> fs.save("features.npz")                                                   # doctest: +SKIP
+    """
+    query, gallery = records.split("query"), records.split("gallery")
+    for name, side in (("query", query), ("gallery", gallery)):
+        if len(side) == 0:
+            raise ReIDError(
+                f"the dataset has no {name} images; extraction needs query and gallery splits"
+            )
+    extractor = FeatureExtractor(model, image_size, **extractor_options)
+    # One pass over both splits: one progress bar, and batches never straddle a half-empty tail.
+    feats = extractor.extract_records(Records.concat([query, gallery]), progress=progress)
+    sides = [
+        FeatureSide(
+            features=part,
+            pids=side.pids,
+            cams=side.cams,
+            times=side.times,
+            paths=side.paths,
+        )
+        for part, side in ((feats[: len(query)], query), (feats[len(query) :], gallery))
+    ]
+    height, width = extractor.image_size
+    meta: dict[str, Any] = {
+        "model": getattr(model, "model_name", type(model).__name__),
+        "backbone": getattr(model, "backbone_name", ""),
+        "image_size": f"{height}x{width}",
+        "num_parts": int(getattr(model, "num_parts", 1)),
+        "flip": bool(extractor.flip),
+        "precision": extractor.precision,
+    }
+    meta.update(metadata or {})
+    return FeatureSet(query=sides[0], gallery=sides[1], metadata=meta)

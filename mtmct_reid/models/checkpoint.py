@@ -1,0 +1,123 @@
+"""Rebuild a trained model from a Lightning checkpoint without Lightning and without pickle.
+
+The training module stores the model as ``self.model`` and its options with ``save_hyperparameters()``,
+so a checkpoint holds ``state_dict`` (keys ``model.backbone...``, ``model.head...``) and
+``hyper_parameters`` (``model``, ``backbone``, ``num_classes``, ``image_size``, ``last_stride``,
+``num_parts``, ``dropout``, optionally ``bottleneck_dim``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtmct_reid.errors import ReIDError
+from mtmct_reid.models.registry import ReIDModel, build_model
+
+log = logging.getLogger(__name__)
+
+_PREFIX = "model."
+_REQUIRED = ("model", "num_classes")
+
+
+def load_model_from_checkpoint(path: str | os.PathLike) -> tuple[ReIDModel, dict[str, Any]]:
+    """Load a trained :class:`ReIDModel` from a Lightning checkpoint, on the CPU, in eval mode.
+
+    Args:
+        path: a ``.ckpt`` written by the training module (``mtmct-reid train``).
+
+    Returns:
+        The model with its trained weights, and the checkpoint's hyper-parameters as a plain dict
+        (``image_size`` as an ``(H, W)`` tuple when present).
+
+    Example:
+        >>> model, hparams = load_model_from_checkpoint("runs/pcb/last.ckpt")  # doctest: +SKIP
+        >>> hparams["image_size"], model.feature_dim                           # doctest: +SKIP
+        ((384, 192), 12288)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ReIDError(f"{path}: checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types for a file that is not a checkpoint
+        raise ReIDError(
+            f"{path}: not a checkpoint readable without pickle ({_first_line(exc)})"
+        ) from None
+    if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("state_dict"), Mapping):
+        raise ReIDError(
+            f"{path}: not a training checkpoint (expected a dict with 'state_dict' and "
+            "'hyper_parameters', as 'mtmct-reid train' writes)"
+        )
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, Mapping):
+        raise ReIDError(f"{path}: checkpoint has no 'hyper_parameters' to rebuild the model from")
+    hparams = dict(hparams)
+    for key in _REQUIRED:
+        if key not in hparams:
+            raise ReIDError(f"{path}: hyper_parameters lack '{key}' (needed to rebuild the model)")
+    options = {
+        key: hparams[key]
+        for key in ("backbone", "last_stride", "dropout", "num_parts", "bottleneck_dim")
+        if hparams.get(key) is not None
+    }
+    try:
+        model = build_model(
+            str(hparams["model"]), hparams["num_classes"], weights="none", **options
+        )
+    except ReIDError as exc:
+        raise ReIDError(f"{path}: {exc}") from None
+    if "image_size" in hparams:
+        hparams["image_size"] = _image_size(path, hparams["image_size"])
+
+    state = {
+        key[len(_PREFIX) :]: value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith(_PREFIX)
+    }
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    description = f"{hparams['model']} with backbone {model.backbone_name}"
+    if missing:
+        raise ReIDError(
+            f"{path}: {len(missing)} weight(s) of a {description} missing from the checkpoint, "
+            f"first 'model.{missing[0]}'; was it written for another model?"
+        )
+    if unexpected:
+        raise ReIDError(
+            f"{path}: {len(unexpected)} weight(s) in the checkpoint do not belong to a {description}, "
+            f"first 'model.{unexpected[0]}'; was it written for another model?"
+        )
+    for key, ref in expected.items():
+        if tuple(state[key].shape) != tuple(ref.shape):
+            raise ReIDError(
+                f"{path}: 'model.{key}' has shape {tuple(state[key].shape)}, a {description} "
+                f"expects {tuple(ref.shape)}"
+            )
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    log.debug("loaded %s (%d classes) from %s", description, model.config["num_classes"], path)
+    return model, hparams
+
+
+def _image_size(path: Path, value: Any) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ReIDError(
+            f"{path}: hyper_parameters 'image_size' is {value!r}, expected [height, width]"
+        ) from None
+    if height < 1 or width < 1:
+        raise ReIDError(f"{path}: hyper_parameters 'image_size' is {value!r}, expected positive")
+    return height, width
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

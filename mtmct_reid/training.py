@@ -1,0 +1,780 @@
+"""Training on Lightning: the re-id ``LightningModule`` with st-ReID validation and test.
+
+- Loss: the sum over parts of the cross-entropy of each part's classifier (PCB: 6 stripes).
+- Optimiser: SGD (Nesterov momentum) with two parameter groups, the pretrained backbone at
+  ``lr · backbone_lr_mult`` and the new layers at ``lr``; the schedule steps per epoch.
+- Validation: flip-summed, part-normalised features of the query and gallery images, gathered from
+  every rank (rows put back in order, DDP padding dropped), ranked visually and fused with the
+  transit-time model fitted on the training split only: ``val/mAP``, ``val/R1``, ``val/R5`` and
+  ``val_st/...``.
+- Test: the four st-ReID modes (visual, +st, +rerank, +st+rerank) written as ``test_results.json`` /
+  ``test_results.md`` beside the checkpoints, with the features as ``features.npz``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mtmct_reid._io import write_json, write_text
+from mtmct_reid.data.datamodule import as_bool, as_float, as_int
+from mtmct_reid.data.records import Records
+from mtmct_reid.errors import ReIDError
+from mtmct_reid.features import normalize_parts
+from mtmct_reid.featureset import FeatureSet, FeatureSide
+from mtmct_reid.models import build_model
+from mtmct_reid.retrieval.fusion import FusionParams
+from mtmct_reid.retrieval.transit import TransitTimeModel
+
+log = logging.getLogger(__name__)
+
+SCHEDULES = ("step", "warmup_step")
+PROTOCOLS = ("standard", "streid")
+#: Files written beside the checkpoints (in the logger's version folder).
+TRANSIT_FILE = "transit_time.npz"
+TEST_JSON = "test_results.json"
+TEST_MARKDOWN = "test_results.md"
+TEST_FEATURES = "features.npz"
+#: Rows exchanged at once when gathering features across ranks (bounds the device memory it takes).
+_GATHER_CHUNK_ROWS = 4096
+
+
+# ----------------------------------------------------------------------------------------------
+# Pieces usable on their own
+
+
+def part_loss(
+    logits: Sequence[torch.Tensor], labels: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
+    """Sum over parts of the cross-entropy of each part's logits (the PCB loss).
+
+    Args:
+        logits: one [B, K] tensor per part.
+        labels: [B] class indices.
+        label_smoothing: label smoothing of each cross-entropy (0 = none).
+
+    Example:
+        >>> logits = [torch.zeros(2, 4), torch.zeros(2, 4)]
+        >>> round(float(part_loss(logits, torch.tensor([0, 3]))), 4)  # 2 · ln 4
+        2.7726
+    """
+    return torch.stack(
+        [F.cross_entropy(part, labels, label_smoothing=label_smoothing) for part in logits]
+    ).sum()
+
+
+def lr_factor(
+    epoch: int,
+    *,
+    schedule: str = "step",
+    step_size: int = 40,
+    gamma: float = 0.1,
+    warmup_epochs: int = 5,
+    warmup_factor: float = 0.1,
+) -> float:
+    """Multiplier of the base learning rates in ``epoch`` (0-based).
+
+    ``step``: ``gamma ** (epoch // step_size)``. ``warmup_step``: the same, times a linear ramp from
+    ``warmup_factor`` at epoch 0 to 1 at ``warmup_epochs``.
+
+    Example:
+        >>> [lr_factor(e, step_size=2) for e in range(5)]
+        [1.0, 1.0, 0.1, 0.1, 0.010000000000000002]
+        >>> lr_factor(1, schedule="warmup_step", warmup_epochs=2, warmup_factor=0.5)
+        0.75
+    """
+    factor = gamma ** (epoch // step_size)
+    if schedule == "warmup_step" and epoch < warmup_epochs:
+        factor *= warmup_factor + (1.0 - warmup_factor) * epoch / warmup_epochs
+    return factor
+
+
+def fit_transit_model(
+    records: Records,
+    *,
+    bin_width: float = 100.0,
+    sigma_bins: float = 50.0,
+    truncate: float = 3.0,
+    source: str = "dataset",
+) -> TransitTimeModel | None:
+    """The transit-time model of the training split, or None when the data cannot give one.
+
+    None (with a log line saying why) when the training images have no times, come from fewer than
+    two cameras, or no training identity appears in two cameras; training then validates visually.
+
+    Args:
+        records: the whole dataset (the model knows all its cameras; only ``train`` labels are used).
+        bin_width: frames per bin.
+        sigma_bins: smoothing σ in bins.
+        truncate: smoothing cut-off in σ.
+        source: name of the data in log messages.
+
+    Example:
+        >>> model = fit_transit_model(read_dataset("Market-1501"))  # doctest: +SKIP
+    """
+    train = records.split("train")
+    if len(train) == 0 or not train.has_times:
+        log.info("%s: training images have no times; validating without the transit model", source)
+        return None
+    if np.unique(train.cams).size < 2:
+        log.info("%s: training images come from one camera; no transit model", source)
+        return None
+    try:
+        return TransitTimeModel.from_records(
+            records, source=source, bin_width=bin_width, sigma_bins=sigma_bins, truncate=truncate
+        )
+    except ReIDError as exc:
+        log.warning("no transit-time model: %s", exc)
+        return None
+
+
+def gather_rows(
+    rows: torch.Tensor,
+    features: torch.Tensor,
+    all_gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    world_size: int = 1,
+    *,
+    device: torch.device | str = "cpu",
+    chunk_rows: int = _GATHER_CHUNK_ROWS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Collect the features every rank extracted, one per dataset row, in row order.
+
+    Ranks may hold different numbers of rows (they are padded for the exchange) and the same row
+    more than once (a ``DistributedSampler`` repeats rows to even the shards out; an unreadable image
+    is replaced by another row): each row is kept once.
+
+    Args:
+        rows: [n] int64 dataset row of each local feature.
+        features: [n, D] local features.
+        all_gather: gathers a tensor of the same shape from every rank into [world_size, ...]
+            (``LightningModule.all_gather``); unused when ``world_size`` is 1.
+        world_size: number of ranks.
+        device: device of the exchanged tensors (CUDA for NCCL).
+        chunk_rows: rows exchanged at once.
+
+    Returns:
+        ``(rows, features)``: the distinct rows found on any rank, sorted (int64 [M]), and their
+        features (float32 [M, D]).
+
+    Example:
+        >>> rows, feats = gather_rows(torch.tensor([2, 0, 2]), torch.eye(3))
+        >>> rows.tolist(), feats[:, :2].tolist()
+        ([0, 2], [[0.0, 1.0], [1.0, 0.0]])
+    """
+    rows = rows.detach().reshape(-1).to("cpu", torch.int64)
+    features = features.detach().to("cpu", torch.float32)
+    if world_size > 1:
+        if all_gather is None:
+            raise ValueError("gather_rows needs all_gather when world_size > 1")
+        dim = features.shape[1]
+        count = torch.tensor([rows.numel()], dtype=torch.int64, device=device)
+        longest = int(all_gather(count).reshape(-1).max())
+        gathered_rows, gathered_features = [], []
+        for start in range(0, longest, chunk_rows):
+            stop = min(start + chunk_rows, longest)
+            local_rows = torch.full((stop - start,), -1, dtype=torch.int64)
+            local_features = torch.zeros((stop - start, dim), dtype=torch.float32)
+            have = max(0, min(stop, rows.numel()) - start)
+            local_rows[:have] = rows[start : start + have]
+            local_features[:have] = features[start : start + have]
+            gathered_rows.append(all_gather(local_rows.to(device)).reshape(-1).cpu())
+            gathered_features.append(all_gather(local_features.to(device)).reshape(-1, dim).cpu())
+        if gathered_rows:
+            rows, features = torch.cat(gathered_rows), torch.cat(gathered_features)
+        else:
+            rows, features = rows[:0], features[:0]
+        real = rows >= 0
+        rows, features = rows[real], features[real]
+    unique_rows, first = np.unique(rows.numpy(), return_index=True)
+    return unique_rows.astype(np.int64), features.numpy()[first].astype(np.float32, copy=False)
+
+
+def format_markdown(report: Any) -> str:
+    """An :class:`~mtmct_reid.retrieval.evaluate.EvaluationReport` as a Markdown table (percent).
+
+    Example:
+        >>> print(format_markdown(report))  # doctest: +SKIP
+        | mode | mAP | R1 | R5 | R10 | mINP | queries |
+    """
+    lines = [
+        "| mode | mAP | R1 | R5 | R10 | mINP | queries |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, result in report.modes.items():
+        figures = result.as_dict()
+        cells = " | ".join(
+            f"{100 * figures[key]:.2f}" for key in ("mAP", "R1", "R5", "R10", "mINP")
+        )
+        lines.append(f"| {name} | {cells} | {figures['queries']} |")
+    return "\n".join(lines) + f"\n\nProtocol: {report.protocol}; figures in %.\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# The LightningModule
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ReIDError(message)
+
+
+class ReIDLightningModule(L.LightningModule):
+    """A re-id model trained with identity classification and validated with st-ReID retrieval.
+
+    Args:
+        model: registry name (``pcb``, ``resnet50``, ``densenet121``; see
+            :func:`~mtmct_reid.models.available_models`).
+        backbone: trunk name, or None for the model's default.
+        num_classes: number of training identities (``ReIDDataModule.num_classes``).
+        image_size: ``[height, width]`` the network is trained at (recorded for extraction).
+        weights: backbone initialisation: ``imagenet``, ``none`` or a state-dict path.
+        last_stride: stride of the last backbone stage (1 as in PCB).
+        num_parts: PCB stripes.
+        dropout: dropout of the head.
+        bottleneck_dim: head bottleneck width (None: the model's default).
+        lr: learning rate of the new layers.
+        backbone_lr_mult: the backbone's learning rate relative to ``lr``.
+        momentum: SGD momentum.
+        weight_decay: SGD weight decay.
+        nesterov: Nesterov momentum.
+        label_smoothing: label smoothing of the cross-entropies.
+        schedule: ``step`` (× ``gamma`` every ``step_size`` epochs) or ``warmup_step`` (the same
+            after a linear warm-up from ``warmup_factor`` over ``warmup_epochs``).
+        step_size: epochs between learning-rate drops.
+        gamma: learning-rate drop factor.
+        warmup_epochs: warm-up length of ``warmup_step``.
+        warmup_factor: starting factor of the warm-up.
+        channels_last: run the network in NHWC layout (faster convolutions on CPUs and GPUs).
+        flip_test: add the mirrored image's features at validation/test (the st-ReID feature).
+        lambda0: visual logistic λ of the fusion.
+        gamma0: visual logistic γ.
+        lambda1: spatial-temporal logistic λ.
+        gamma1: spatial-temporal logistic γ.
+        st_bin_width: transit-time histogram bin width (frames).
+        st_sigma_bins: smoothing σ in bins.
+        st_truncate: smoothing cut-off in σ.
+        protocol: ``standard`` or ``streid`` ranking metrics.
+        test_rerank: add the re-ranked modes at test.
+        k1: re-ranking k1.
+        k2: re-ranking k2.
+        lambda_value: re-ranking λ.
+        load_weights: False builds the backbone without loading ``weights`` (when the state comes
+            from a checkpoint anyway); not a hyper-parameter.
+
+    Example:
+        >>> dm = ReIDDataModule("Market-1501", image_size=(384, 192))      # doctest: +SKIP
+        >>> module = ReIDLightningModule("pcb", num_classes=dm.num_classes,  # doctest: +SKIP
+        ...                              image_size=dm.image_size)
+        >>> L.Trainer(max_epochs=60).fit(module, datamodule=dm)              # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: str = "pcb",
+        backbone: str | None = None,
+        num_classes: int | None = None,
+        image_size: Sequence[int] = (256, 128),
+        weights: str = "imagenet",
+        last_stride: int = 1,
+        num_parts: int = 6,
+        dropout: float = 0.5,
+        bottleneck_dim: int | None = None,
+        lr: float = 0.1,
+        backbone_lr_mult: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        nesterov: bool = True,
+        label_smoothing: float = 0.0,
+        schedule: str = "step",
+        step_size: int = 40,
+        gamma: float = 0.1,
+        warmup_epochs: int = 5,
+        warmup_factor: float = 0.1,
+        channels_last: bool = True,
+        flip_test: bool = True,
+        lambda0: float = 1.0,
+        gamma0: float = 5.0,
+        lambda1: float = 2.0,
+        gamma1: float = 5.0,
+        st_bin_width: float = 100.0,
+        st_sigma_bins: float = 50.0,
+        st_truncate: float = 3.0,
+        protocol: str = "standard",
+        test_rerank: bool = True,
+        k1: int = 20,
+        k2: int = 6,
+        lambda_value: float = 0.3,
+        load_weights: bool = True,
+    ) -> None:
+        super().__init__()
+        _check(
+            num_classes is not None,
+            "num_classes is required: the number of training identities (ReIDDataModule.num_classes)",
+        )
+        try:
+            height, width = (int(v) for v in image_size)
+        except (TypeError, ValueError):
+            raise ReIDError(f"image_size {image_size!r}: expected [height, width]") from None
+        _check(height > 0 and width > 0, f"image_size {image_size!r}: expected positive sizes")
+        # Options may come from YAML, where "5e-4" is a string: convert, or name the bad option.
+        num_classes = as_int("num_classes", num_classes, minimum=1)
+        last_stride = as_int("last_stride", last_stride, minimum=1)
+        num_parts = as_int("num_parts", num_parts, minimum=1)
+        dropout = as_float("dropout", dropout)
+        if bottleneck_dim is not None:
+            bottleneck_dim = as_int("bottleneck_dim", bottleneck_dim, minimum=1)
+        lr = as_float("lr", lr)
+        backbone_lr_mult = as_float("backbone_lr_mult", backbone_lr_mult)
+        momentum = as_float("momentum", momentum)
+        weight_decay = as_float("weight_decay", weight_decay)
+        nesterov = as_bool("nesterov", nesterov)
+        label_smoothing = as_float("label_smoothing", label_smoothing)
+        step_size = as_int("step_size", step_size, minimum=1)
+        gamma = as_float("gamma", gamma)
+        warmup_epochs = as_int("warmup_epochs", warmup_epochs, minimum=1)
+        warmup_factor = as_float("warmup_factor", warmup_factor)
+        channels_last = as_bool("channels_last", channels_last)
+        flip_test = as_bool("flip_test", flip_test)
+        lambda0, gamma0 = as_float("lambda0", lambda0), as_float("gamma0", gamma0)
+        lambda1, gamma1 = as_float("lambda1", lambda1), as_float("gamma1", gamma1)
+        st_bin_width = as_float("st_bin_width", st_bin_width)
+        st_sigma_bins = as_float("st_sigma_bins", st_sigma_bins)
+        st_truncate = as_float("st_truncate", st_truncate)
+        test_rerank = as_bool("test_rerank", test_rerank)
+        k1, k2 = as_int("k1", k1, minimum=1), as_int("k2", k2, minimum=1)
+        lambda_value = as_float("lambda_value", lambda_value)
+        _check(lr > 0, f"lr must be > 0, got {lr}")
+        _check(backbone_lr_mult >= 0, f"backbone_lr_mult must be >= 0, got {backbone_lr_mult}")
+        _check(momentum >= 0, f"momentum must be >= 0, got {momentum}")
+        _check(weight_decay >= 0, f"weight_decay must be >= 0, got {weight_decay}")
+        _check(not (nesterov and momentum == 0), "nesterov needs momentum > 0")
+        _check(
+            0 <= label_smoothing < 1, f"label_smoothing must be in [0, 1), got {label_smoothing}"
+        )
+        _check(
+            schedule in SCHEDULES, f"schedule '{schedule}': expected one of {', '.join(SCHEDULES)}"
+        )
+        _check(0 < gamma <= 1, f"gamma must be in (0, 1], got {gamma}")
+        _check(0 < warmup_factor <= 1, f"warmup_factor must be in (0, 1], got {warmup_factor}")
+        _check(
+            protocol in PROTOCOLS, f"protocol '{protocol}': expected one of {', '.join(PROTOCOLS)}"
+        )
+        self.fusion = FusionParams(lambda0, gamma0, lambda1, gamma1)
+        self.model = build_model(
+            model,
+            num_classes,
+            backbone=backbone,
+            weights=weights if load_weights else "none",
+            last_stride=last_stride,
+            dropout=dropout,
+            num_parts=num_parts,
+            bottleneck_dim=bottleneck_dim,
+        )
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # Plain values only (checkpoints are read with weights_only=True); the backbone is stored
+        # resolved so that the checkpoint names what was trained.
+        self.save_hyperparameters(
+            {
+                "model": model,
+                "backbone": self.model.backbone_name,
+                "num_classes": int(num_classes),
+                "image_size": [height, width],
+                "weights": str(weights),
+                "last_stride": int(last_stride),
+                "num_parts": int(self.model.num_parts),
+                "dropout": float(dropout),
+                "bottleneck_dim": self.model.config.get("bottleneck_dim", bottleneck_dim),
+                "lr": float(lr),
+                "backbone_lr_mult": float(backbone_lr_mult),
+                "momentum": float(momentum),
+                "weight_decay": float(weight_decay),
+                "nesterov": bool(nesterov),
+                "label_smoothing": float(label_smoothing),
+                "schedule": schedule,
+                "step_size": int(step_size),
+                "gamma": float(gamma),
+                "warmup_epochs": int(warmup_epochs),
+                "warmup_factor": float(warmup_factor),
+                "channels_last": bool(channels_last),
+                "flip_test": bool(flip_test),
+                "lambda0": float(lambda0),
+                "gamma0": float(gamma0),
+                "lambda1": float(lambda1),
+                "gamma1": float(gamma1),
+                "st_bin_width": float(st_bin_width),
+                "st_sigma_bins": float(st_sigma_bins),
+                "st_truncate": float(st_truncate),
+                "protocol": protocol,
+                "test_rerank": bool(test_rerank),
+                "k1": int(k1),
+                "k2": int(k2),
+                "lambda_value": float(lambda_value),
+            }
+        )
+        #: Transit-time model of the training split (fitted in :meth:`setup`), or None.
+        self.st_model: TransitTimeModel | None = None
+        #: The :class:`EvaluationReport` of the last test run.
+        self.test_report: Any = None
+        self._eval_rows: list[torch.Tensor] = []
+        self._eval_features: list[torch.Tensor] = []
+
+    # ------------------------------------------------------------------------------------------
+    # Set-up
+
+    def setup(self, stage: str) -> None:
+        """Fit the transit-time model on the datamodule's training split (every rank, milliseconds)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        records = getattr(datamodule, "records", None) if datamodule is not None else None
+        if self.st_model is None and records is not None:
+            self.st_model = fit_transit_model(
+                records,
+                bin_width=self.hparams.st_bin_width,
+                sigma_bins=self.hparams.st_sigma_bins,
+                truncate=self.hparams.st_truncate,
+                source=getattr(datamodule, "source", "dataset"),
+            )
+
+    def on_train_start(self) -> None:
+        # trainer.log_dir broadcasts from rank 0: every rank must ask.
+        log_dir = self._log_dir()
+        if self.st_model is None or not self.trainer.is_global_zero:
+            return
+        path = log_dir / TRANSIT_FILE
+        self.st_model.save(path)
+        log.info("transit-time model of the training split: %s", path)
+        if self.trainer.global_step == 0:
+            self._log_transit_figure()
+
+    def _log_transit_figure(self) -> None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        if not isinstance(self.logger, TensorBoardLogger):
+            return
+        from mtmct_reid.report.plots import figure_to_image_array, plot_transit_grid
+
+        image = figure_to_image_array(plot_transit_grid(self.st_model))
+        self.logger.experiment.add_image("transit_time/grid", image, 0, dataformats="HWC")
+
+    def _log_dir(self) -> Path:
+        log_dir = self.trainer.log_dir
+        return Path(log_dir if log_dir is not None else self.trainer.default_root_dir)
+
+    # ------------------------------------------------------------------------------------------
+    # Training
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Logits per part (see :meth:`ReIDModel.forward`)."""
+        return self.model(self._layout(images))
+
+    def _layout(self, images: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels, _rows = batch
+        logits = self(images)
+        loss = part_loss(logits, labels, self.hparams.label_smoothing)
+        if self._trainer is None:  # a bare loop (benchmarks) has nowhere to log to
+            return loss
+        with torch.no_grad():
+            # As in the PCB code: the class with the largest summed part probability.
+            probabilities = torch.stack([F.softmax(part.float(), dim=1) for part in logits]).sum(0)
+            accuracy = (probabilities.argmax(1) == labels).float().mean()
+        size = int(labels.numel())
+        self.log(
+            "train/loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=size,
+            sync_dist=True,
+        )
+        self.log(
+            "train/acc",
+            accuracy,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=size,
+            sync_dist=True,
+        )
+        groups = self.trainer.optimizers[0].param_groups
+        self.log("train/lr", groups[1]["lr"], on_step=True, on_epoch=False, batch_size=size)
+        self.log(
+            "train/lr_backbone", groups[0]["lr"], on_step=True, on_epoch=False, batch_size=size
+        )
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        bad = getattr(datamodule, "unreadable_images", None)
+        if bad:
+            log.warning(
+                "%d unreadable training image(s) skipped so far (first: %s); use strict images "
+                "to stop on them",
+                len(bad),
+                bad[0],
+            )
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        groups = [
+            {
+                "params": self.model.backbone_parameters(),
+                "lr": hp.lr * hp.backbone_lr_mult,
+                "name": "backbone",
+            },
+            {"params": self.model.head_parameters(), "lr": hp.lr, "name": "head"},
+        ]
+        optimizer = torch.optim.SGD(
+            groups,
+            lr=hp.lr,
+            momentum=hp.momentum,
+            weight_decay=hp.weight_decay,
+            nesterov=hp.nesterov,
+        )
+        if hp.schedule == "step":
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, hp.step_size, hp.gamma)
+        else:
+            options = {
+                "schedule": hp.schedule,
+                "step_size": hp.step_size,
+                "gamma": hp.gamma,
+                "warmup_epochs": hp.warmup_epochs,
+                "warmup_factor": hp.warmup_factor,
+            }
+
+            # A function (not a callable object): the scheduler's state then stores no lambda, and
+            # a resumed run rebuilds it from the hyper-parameters.
+            def factor(epoch: int) -> float:
+                return lr_factor(epoch, **options)
+
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "frequency": 1},
+        }
+
+    # ------------------------------------------------------------------------------------------
+    # Validation and test
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Test features [B, P·Dp] of a batch: part features of the image and of its mirror summed,
+        each part L2-normalised and scaled by 1/√P (:func:`~mtmct_reid.features.normalize_parts`)."""
+        images = self._layout(images)
+        if self.hparams.flip_test:
+            parts = self.model.extract(torch.cat([images, images.flip(3)])).float()
+            parts = parts[: len(images)] + parts[len(images) :]
+        else:
+            parts = self.model.extract(images).float()
+        return normalize_parts(parts)
+
+    def _collect(self, batch: Sequence[torch.Tensor]) -> None:
+        images, _pids, rows = batch
+        self._eval_features.append(self.embed(images).cpu())
+        self._eval_rows.append(rows.cpu())
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_rows, self._eval_features = [], []
+
+    def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
+        self._collect(batch)
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_rows, self._eval_features = [], []
+
+    def test_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
+        self._collect(batch)
+
+    def _gathered(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._eval_rows:
+            rows, features = torch.cat(self._eval_rows), torch.cat(self._eval_features)
+        else:
+            rows = torch.zeros(0, dtype=torch.int64)
+            features = torch.zeros(0, self.model.feature_dim)
+        self._eval_rows, self._eval_features = [], []
+        return gather_rows(
+            rows, features, self.all_gather, self.trainer.world_size, device=self.device
+        )
+
+    def _featureset(self, rows: np.ndarray, features: np.ndarray) -> FeatureSet | None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not hasattr(datamodule, "val_records") or not hasattr(datamodule, "num_query"):
+            raise ReIDError(
+                "validation and test need a ReIDDataModule (query + gallery records with cameras "
+                "and times); pass datamodule= to the Trainer"
+            )
+        records: Records = datamodule.val_records
+        is_query = rows < datamodule.num_query
+        sides = []
+        for mask in (is_query, ~is_query):
+            part = records.subset(rows[mask])
+            sides.append(FeatureSide(features[mask], part.pids, part.cams, part.times, part.paths))
+        if not len(sides[0]) or not len(sides[1]):
+            log.warning(
+                "evaluation saw %d query and %d gallery images; it needs both (is "
+                "limit_val_batches/limit_test_batches too small?)",
+                len(sides[0]),
+                len(sides[1]),
+            )
+            return None
+        height, width = self.hparams.image_size
+        metadata = {
+            "model": self.hparams.model,
+            "backbone": self.hparams.backbone,
+            "image_size": f"{height}x{width}",
+            "num_parts": int(self.model.num_parts),
+            "flip": bool(self.hparams.flip_test),
+        }
+        return FeatureSet(query=sides[0], gallery=sides[1], metadata=metadata)
+
+    def _evaluate(self, features: FeatureSet, *, rerank: bool, stage: str) -> Any:
+        from mtmct_reid.retrieval.evaluate import evaluate_featureset
+        from mtmct_reid.retrieval.metrics import valid_query_mask
+
+        query, gallery = features.query, features.gallery
+        if not valid_query_mask(query.pids, query.cams, gallery.pids, gallery.cams).any():
+            log.warning(
+                "%s: none of the %d queries evaluated has a match from another camera in the %d "
+                "gallery images seen; metrics are 0",
+                stage,
+                len(query),
+                len(gallery),
+            )
+            return None
+        st_model = self.st_model if query.has_times and gallery.has_times else None
+        hp = self.hparams
+        return evaluate_featureset(
+            features,
+            st_model=st_model,
+            rerank=rerank,
+            protocol=hp.protocol,
+            fusion=self.fusion,
+            k1=hp.k1,
+            k2=hp.k2,
+            lambda_value=hp.lambda_value,
+            progress=False,
+            source=stage,
+        )
+
+    def on_validation_epoch_end(self) -> None:
+        rows, features = self._gathered()
+        if self.trainer.sanity_checking:
+            return  # a couple of batches: no meaningful ranking
+        featureset = self._featureset(rows, features)
+        report = (
+            None
+            if featureset is None
+            else self._evaluate(featureset, rerank=False, stage="validation")
+        )
+        # Every rank holds the same gathered features and computes the same figures; val/mAP is
+        # always logged so that checkpointing on it never finds it missing.
+        figures = {"val/mAP": 0.0, "val/R1": 0.0, "val/R5": 0.0, "val/R10": 0.0}
+        if report is not None:
+            for mode, prefix in (("visual", "val"), ("visual+st", "val_st")):
+                result = report.modes.get(mode)
+                if result is not None:
+                    figures.update(
+                        {
+                            f"{prefix}/mAP": result.mAP,
+                            f"{prefix}/R1": result.R1,
+                            f"{prefix}/R5": result.R5,
+                            f"{prefix}/R10": result.R10,
+                        }
+                    )
+        self.log_dict({k: float(v) for k, v in figures.items()}, prog_bar=False, sync_dist=True)
+        shown = {
+            k: figures[k] for k in ("val/mAP", "val/R1", "val_st/mAP", "val_st/R1") if k in figures
+        }
+        if self.trainer.is_global_zero:
+            log.info(
+                "epoch %d validation: %s",
+                self.current_epoch,
+                ", ".join(f"{k} {100 * v:.2f}%" for k, v in shown.items()),
+            )
+
+    def on_test_epoch_end(self) -> None:
+        rows, features = self._gathered()
+        log_dir = self._log_dir()
+        featureset = self._featureset(rows, features)
+        if featureset is None:
+            raise ReIDError("test: the test images did not cover both query and gallery")
+        report = self._evaluate(featureset, rerank=self.hparams.test_rerank, stage="test")
+        if report is None:
+            raise ReIDError("test: no query has a match from another camera in the gallery")
+        self.test_report = report
+        figures = {}
+        for mode, result in report.modes.items():
+            for key, value in result.as_dict().items():
+                if key != "queries":
+                    figures[f"test/{mode}/{key}"] = float(value)
+        self.log_dict(figures, sync_dist=True)
+        if self.trainer.is_global_zero:
+            write_json(log_dir / TEST_JSON, report.as_json())
+            write_text(log_dir / TEST_MARKDOWN, format_markdown(report))
+            featureset.save(log_dir / TEST_FEATURES)
+            log.info("test results: %s, %s", log_dir / TEST_JSON, log_dir / TEST_FEATURES)
+
+
+def checkpoint_hparams(path: str | Path) -> dict[str, Any]:
+    """The module and datamodule hyper-parameters stored in a training checkpoint (no pickle).
+
+    Returns:
+        ``{"model": {...}, "data": {...}, "epoch": int, "global_step": int}``.
+
+    Example:
+        >>> checkpoint_hparams("lightning_logs/version_0/checkpoints/last.ckpt")["model"]["model"]  # doctest: +SKIP
+        'pcb'
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ReIDError(f"{path}: checkpoint not found")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types for a file that is not a checkpoint
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ReIDError(f"{path}: not a checkpoint readable without pickle ({first})") from None
+    if not isinstance(checkpoint, dict) or "hyper_parameters" not in checkpoint:
+        raise ReIDError(f"{path}: not a training checkpoint written by 'mtmct-reid train'")
+    return {
+        "model": dict(checkpoint.get("hyper_parameters") or {}),
+        "data": dict(checkpoint.get("datamodule_hyper_parameters") or {}),
+        "epoch": int(checkpoint.get("epoch", 0)),
+        "global_step": int(checkpoint.get("global_step", 0)),
+    }
+
+
+class SaveConfig(L.Callback):
+    """Write the resolved training configuration as ``config.yaml`` into the run's log folder.
+
+    Args:
+        config: the configuration (plain YAML-safe values).
+        filename: name of the file in ``trainer.log_dir``.
+
+    Example:
+        >>> trainer = L.Trainer(callbacks=[SaveConfig({"model": {"model": "pcb"}})])  # doctest: +SKIP
+    """
+
+    def __init__(self, config: dict[str, Any], filename: str = "config.yaml") -> None:
+        self.config = config
+        self.filename = filename
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        import yaml
+
+        # trainer.log_dir broadcasts from rank 0: every rank must ask.
+        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        if trainer.is_global_zero:
+            write_text(log_dir / self.filename, yaml.safe_dump(self.config, sort_keys=False))

@@ -1,0 +1,313 @@
+"""``mtmct-reid train``: configuration (flags over YAML over defaults), bad input as one line and
+exit 2, surviving SIGKILL with ``--ckpt-path last``, and train → extract → evaluate."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from mtmct_reid.cli import main
+
+#: A short CPU run on the tiny network: ResNet18 trunk, random weights, 64×32 images.
+FAST = [
+    "--model", "pcb", "--backbone", "resnet18", "--weights", "none", "--image-size", "64x32",
+    "--batch-size", "16", "--num-workers", "0", "--accelerator", "cpu", "--devices", "1",
+]  # fmt: skip
+
+
+def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert lines, "no error message"
+    return lines[-1]
+
+
+# ----------------------------------------------------------------------------------------------
+# Configuration
+
+
+def test_print_config_layers_flags_over_yaml_over_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"lr": 0.02, "schedule": "warmup_step", "model": "resnet50"},
+                "data": {"batch_size": 8, "sampler": "identity"},
+                "trainer": {"max_epochs": 3, "gradient_clip_val": 5.0},
+                "seed_everything": 7,
+            }
+        )
+    )
+    args = ["train", "--config", str(config), "--print-config", "--data-dir", str(tmp_path)]
+    assert main([*args, "--max-epochs", "5", "--image-size", "32x16", "--devices", "0,1"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["lr"] == 0.02 and printed["model"]["schedule"] == "warmup_step"
+    assert printed["model"]["model"] == "resnet50"
+    assert printed["model"]["k1"] == 20  # untouched default
+    assert printed["data"]["batch_size"] == 8 and printed["data"]["sampler"] == "identity"
+    assert printed["data"]["image_size"] == [32, 16]
+    assert printed["trainer"]["max_epochs"] == 5  # the flag beats the file
+    assert printed["trainer"]["gradient_clip_val"] == 5.0
+    assert printed["trainer"]["devices"] == [0, 1]
+    assert printed["seed_everything"] == 7
+    # The printed configuration is itself a valid --config giving the same result.
+    again = tmp_path / "printed.yaml"
+    again.write_text(yaml.safe_dump(printed, sort_keys=False))
+    assert main(["train", "--config", str(again), "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == printed
+
+
+def test_lightning_cli_style_sections_are_accepted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "cli.yaml"
+    config.write_text("model:\n  class_path: ignored\n  init_args:\n    num_parts: 3\n")
+    assert main(["train", "--config", str(config), "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["model"]["num_parts"] == 3
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad input: one line, exit 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--image-size", "64by32"], "image size '64by32': expected HEIGHTxWIDTH"),
+        (["--model", "vgg16"], "unknown model 'vgg16'; known: densenet121, pcb, resnet50"),
+        (["--backbone", "alexnet"], "unknown backbone 'alexnet'; known:"),
+        (["--devices", "two"], "--devices 'two'"),
+        (["--limit-train-batches", "some"], "--limit-train-batches 'some'"),
+        (["--sampler", "identity", "--batch-size", "64", "--num-instances", "2"],
+         "identity sampling needs at least 32 identities"),
+        (["--accelerator", "tpu"], "trainer options:"),
+        (["--batch-size", "0"], "batch_size must be an integer >= 1, got 0"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_exit_2_with_one_line(
+    tiny_network: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    expected: str,
+) -> None:
+    args = ["train", "--data-dir", str(tiny_network), *FAST, "--out", str(tmp_path), *extra]
+    assert main(args) == 2
+    line = _error_line(capsys)
+    assert line.startswith("mtmct-reid train: error: ")
+    assert expected in line
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_bad_config_files_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("model:\n  learning_rate: 0.1\n")
+    assert main(["train", "--config", str(unknown), "--print-config"]) == 2
+    line = _error_line(capsys)
+    assert f"--config {unknown}: unknown option 'model.learning_rate'" in line
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: [lr: 0.1\n")
+    assert main(["train", "--config", str(broken), "--print-config"]) == 2
+    assert f"--config {broken}: not valid YAML at line" in _error_line(capsys)
+
+    section = tmp_path / "section.yaml"
+    section.write_text("optimizer:\n  lr: 0.1\n")
+    assert main(["train", "--config", str(section), "--print-config"]) == 2
+    assert "unknown key 'optimizer'" in _error_line(capsys)
+
+    trainer = tmp_path / "trainer.yaml"
+    trainer.write_text("trainer:\n  callbacks: []\n")
+    assert main(["train", "--config", str(trainer), "--print-config"]) == 2
+    assert "unknown option 'trainer.callbacks'" in _error_line(capsys)
+
+
+def test_bad_option_values_exit_2(
+    tiny_network: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "values.yaml"
+    config.write_text("model:\n  lr: fast\n")
+    args = ["train", "--data-dir", str(tiny_network), *FAST, "--out", str(tmp_path)]
+    assert main([*args, "--config", str(config)]) == 2
+    assert "lr must be a finite number, got 'fast'" in _error_line(capsys)
+    config.write_text("data:\n  random_erasing: often\n")
+    assert main([*args, "--config", str(config)]) == 2
+    assert "random_erasing must be a finite number, got 'often'" in _error_line(capsys)
+
+
+def test_nothing_to_resume_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["train", "--data-dir", str(tmp_path), "--ckpt-path", "last", "--out", str(tmp_path)]
+    assert main(args) == 2
+    assert "--ckpt-path last: nothing to resume" in _error_line(capsys)
+    assert main(["train", "--ckpt-path", str(tmp_path / "gone.ckpt")]) == 2
+    assert "gone.ckpt" in _error_line(capsys)
+
+
+def test_empty_query_split_exits_2(
+    tiny_network: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A manifest without a split column is all training images.
+    images = sorted((tiny_network / "bounding_box_train").glob("*.jpg"))
+    lines = ["path,pid,camera,time"]
+    for path in images:
+        pid, cam = path.name.split("_")[:2]
+        lines.append(f"{path},{int(pid)},{cam[1]},{len(lines)}")
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    assert main(["train", "--data-dir", str(manifest), *FAST, "--out", str(tmp_path)]) == 2
+    assert "the query split is empty" in _error_line(capsys)
+
+
+def _network_copy(tiny_network: Path, tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "network"
+    shutil.copytree(tiny_network, root)
+    victim = sorted((root / "bounding_box_train").glob("*.jpg"))[3]
+    victim.write_bytes(b"not a jpeg at all")
+    return root, victim
+
+
+def test_corrupt_image_strict_exits_2_naming_it(
+    tiny_network: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, victim = _network_copy(tiny_network, tmp_path)
+    args = ["train", "--data-dir", str(root), *FAST, "--out", str(tmp_path / "runs")]
+    args += ["--max-epochs", "1", "--limit-val-batches", "0", "--skip-test", "--strict-images"]
+    assert main(args) == 2
+    line = _error_line(capsys)
+    assert str(victim) in line and "cannot read image" in line
+
+
+@pytest.mark.slow
+def test_corrupt_image_is_skipped_with_a_warning_count(
+    tiny_network: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    root, victim = _network_copy(tiny_network, tmp_path)
+    args = ["train", "--data-dir", str(root), *FAST, "--out", str(tmp_path / "runs")]
+    args += ["--max-epochs", "1", "--limit-val-batches", "0", "--skip-test", "--weights", "none"]
+    assert main(args) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(str(victim) in m and "skipping unreadable image" in m for m in warnings)
+    assert any("1 unreadable training image(s) skipped" in m for m in warnings)
+    last = tmp_path / "runs" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+
+
+# ----------------------------------------------------------------------------------------------
+# Survive SIGKILL, resume with --ckpt-path last
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_with_ckpt_path_last(tiny_network: Path, tmp_path: Path) -> None:
+    cli = Path(sys.executable).with_name("mtmct-reid")
+    epochs, batches = 6, 3
+    command = [
+        str(cli), "train", "--data-dir", str(tiny_network), *FAST, "--max-epochs", str(epochs),
+        "--limit-train-batches", str(batches), "--skip-test", "--out", str(tmp_path),
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tmp_path
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not last.exists():
+            assert process.poll() is None, "training ended before writing last.ckpt"
+            assert time.monotonic() < deadline, "no last.ckpt within the time limit"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL
+    killed = torch.load(last, map_location="cpu", weights_only=True)
+    assert killed["global_step"] < epochs * batches, "the run finished before it was killed"
+
+    # Everything else (data, model, epochs) comes from the configuration saved with the run.
+    assert main(["train", "--ckpt-path", "last", "--out", str(tmp_path)]) == 0
+    assert not (tmp_path / "lightning_logs" / "version_1").exists()
+    final = torch.load(last, map_location="cpu", weights_only=True)
+    assert final["global_step"] == epochs * batches
+    assert final["epoch"] == epochs - 1
+    # The scheduler went on counting from the checkpoint's epoch, not from zero.
+    assert final["lr_schedulers"][0]["last_epoch"] == epochs
+    assert final["hyper_parameters"]["backbone"] == "resnet18"
+    assert final["hyper_parameters"]["weights"] == "none"
+    events = list((tmp_path / "lightning_logs" / "version_0").glob("events.out.tfevents.*"))
+    assert len(events) >= 2  # the killed run's and the resumed run's, in the same folder
+
+
+# ----------------------------------------------------------------------------------------------
+# Train → extract → evaluate
+
+
+@pytest.mark.slow
+def test_train_outputs_feed_extract_and_evaluate(
+    tiny_network: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mtmct_reid.featureset import FeatureSet
+    from mtmct_reid.retrieval.transit import TransitTimeModel
+
+    distribution = tmp_path / "st" / "distribution.npz"
+    args = ["train", "--data-dir", str(tiny_network), *FAST, "--out", str(tmp_path / "runs")]
+    args += ["--max-epochs", "1", "--limit-train-batches", "4"]
+    args += ["--save-distribution", str(distribution)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "visual+st+rerank" in out
+
+    run = tmp_path / "runs" / "lightning_logs" / "version_0"
+    hparams = yaml.safe_load((run / "hparams.yaml").read_text())
+    assert hparams["model"] == "pcb" and hparams["image_size"] == [64, 32]
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["data"]["data_dir"] == str(tiny_network.resolve())
+    assert list(run.glob("events.out.tfevents.*"))
+    saved = TransitTimeModel.load(run / "transit_time.npz")
+    np.testing.assert_array_equal(
+        saved.probabilities, TransitTimeModel.load(distribution).probabilities
+    )
+    results = json.loads((run / "test_results.json").read_text())
+    assert set(results["modes"]) == {"visual", "visual+st", "visual+rerank", "visual+st+rerank"}
+    assert FeatureSet.load(run / "features.npz").dim == 6 * 512
+
+    best = sorted((run / "checkpoints").glob("best-*.ckpt"))
+    assert len(best) == 1 and (run / "checkpoints" / "last.ckpt").is_file()
+
+    # A checkpoint moved away from its run still knows how it was trained (its hyper-parameters).
+    moved = tmp_path / "elsewhere" / "model.ckpt"
+    moved.parent.mkdir()
+    shutil.copy(best[0], moved)
+    assert main(["train", "--ckpt-path", str(moved), "--print-config"]) == 0
+    resumed = yaml.safe_load(capsys.readouterr().out)
+    assert resumed["model"]["backbone"] == "resnet18" and resumed["model"]["weights"] == "none"
+    assert resumed["data"]["image_size"] == [64, 32] and resumed["data"]["batch_size"] == 16
+    assert resumed["data"]["data_dir"] == str(tiny_network.resolve())
+    assert resumed["ckpt_path"] == str(moved)
+    features = tmp_path / "features.npz"
+    assert main(["extract", str(best[0]), "--data-dir", str(tiny_network), "--out",
+                 str(features), "--device", "cpu"]) == 0  # fmt: skip
+    report = tmp_path / "report.json"
+    evaluate = ["evaluate", str(features), "--st-model", str(run / "transit_time.npz")]
+    assert main([*evaluate, "--json", str(report), "--no-progress"]) == 0
+    figures = json.loads(report.read_text())["modes"]
+    # The test step evaluated the best checkpoint too: the same figures.
+    for mode in ("visual", "visual+st"):
+        assert figures[mode]["mAP"] == pytest.approx(results["modes"][mode]["mAP"], abs=1e-5)
