@@ -1,0 +1,682 @@
+"""The demo: st-ReID end to end on a generated camera network, in minutes on a laptop CPU.
+
+:func:`run_demo` wires every stage of the toolkit and writes a report a person can read:
+
+1. **network**: a synthetic camera network in the Market-1501 layout (:mod:`mtmct_reid.data.synth`),
+   with groups of look-alikes whose walks are far apart in time: appearance alone confuses them,
+   timing does not.
+2. **training**: a small PCB model (ResNet-18 trunk, random initialisation, 128×64 input) trained with
+   Lightning for a few epochs; TensorBoard logs under ``lightning_logs/``.
+3. **transit-time model**: fitted on the training split's labels only.
+4. **features**: query and gallery features of the test identities.
+5. **evaluation**: the four st-ReID modes (visual, +ST, +re-rank, +ST+re-rank).
+6. **report**: ``report.md`` (table, stage times, pictures, the TensorBoard command), ``report.json``
+   (the evaluation's ``modes`` plus ``seconds`` per stage), the fitted transit-time distributions against
+   the generated ground truth, and rank lists of a few queries, visual only beside fused.
+
+Example:
+    >>> result = run_demo("demo_out", DemoConfig(epochs=2))  # doctest: +SKIP
+    >>> result.evaluation.modes["visual+st"].R1              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mtmct_reid._io import write_json, write_text
+from mtmct_reid.errors import ReIDError
+
+if TYPE_CHECKING:
+    from mtmct_reid.data.records import Records
+    from mtmct_reid.featureset import FeatureSet
+    from mtmct_reid.retrieval.evaluate import EvaluationReport
+    from mtmct_reid.retrieval.transit import TransitTimeModel
+    from mtmct_reid.search import SearchResult
+
+log = logging.getLogger(__name__)
+
+#: File that marks a folder as the demo's output (so a later run may write into it again).
+MARKER_NAME = ".mtmct-reid-demo"
+#: ``format`` field of the marker and of ``report.json``.
+DEMO_FORMAT = "mtmct-reid-demo"
+NETWORK_FOLDER = "network"
+LOGS_FOLDER = "lightning_logs"
+FEATURES_NAME = "features.npz"
+TRANSIT_NAME = "transit_time.npz"
+TRANSIT_PLOT_NAME = "transit_time.png"
+RANK_LIST_PREFIX = "rank_list"
+REPORT_MD = "report.md"
+REPORT_JSON = "report.json"
+#: Stages in order; ``report.json``'s ``seconds`` has one entry each, plus ``total``.
+STAGES = ("network", "training", "transit-time model", "features", "evaluation", "report")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo generates and trains; the defaults take a few minutes on a 2-core CPU.
+
+    Args:
+        ids: identities of the synthetic network (half train, half test).
+        cameras: cameras of the network (2..9).
+        epochs: training epochs.
+        seed: seed of the network and of training.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        image_size: (height, width) of the generated images and of the network input.
+        model: re-id model name (``pcb``, ``resnet50``, ``densenet121``).
+        backbone: trunk of the model (random initialisation: the demo never downloads weights).
+        batch_size: training batch size.
+        lr: learning rate (the same for trunk and head: nothing is pretrained).
+        num_workers: image decoding worker processes.
+        rank_list_queries: queries drawn as rank lists.
+        rank_list_length: gallery images per rank list.
+        synth: extra :class:`~mtmct_reid.data.synth.SynthConfig` fields (e.g.
+            ``{"lookalike_fraction": 0.8}``).
+        force: write into an existing non-empty folder that is not a previous demo's output.
+        progress: show progress bars.
+
+    Example:
+        >>> DemoConfig(ids=60, epochs=2).image_size
+        (128, 64)
+    """
+
+    ids: int = 200
+    cameras: int = 6
+    epochs: int = 12
+    seed: int = 0
+    device: str = "auto"
+    image_size: tuple[int, int] = (128, 64)
+    model: str = "pcb"
+    backbone: str = "resnet18"
+    batch_size: int = 32
+    lr: float = 0.05
+    num_workers: int = 0
+    rank_list_queries: int = 4
+    rank_list_length: int = 5
+    synth: Mapping[str, Any] = field(default_factory=dict)
+    force: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        """Raise :class:`ReIDError` naming the first option out of range."""
+        for name, low in (
+            ("ids", 4),
+            ("cameras", 2),
+            ("epochs", 1),
+            ("batch_size", 2),
+            ("rank_list_queries", 0),
+            ("rank_list_length", 1),
+            ("num_workers", 0),
+            ("seed", 0),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ReIDError(f"demo {name}={value!r} (expected an integer >= {low})")
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 10):
+            raise ReIDError(f"demo lr={self.lr!r} (expected a positive learning rate)")
+        if len(self.image_size) != 2 or min(self.image_size) < 16:
+            raise ReIDError(f"demo image_size={self.image_size!r} (expected (height, width) >= 16)")
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What :func:`run_demo` produced.
+
+    Args:
+        out_dir: the output folder.
+        report_md: the Markdown report.
+        report_json: the JSON report.
+        evaluation: metrics of the four modes.
+        seconds: wall seconds per stage (see :data:`STAGES`) and ``total``.
+        checkpoint: the trained model's checkpoint.
+        log_dir: the Lightning log folder of this run (TensorBoard).
+        pictures: the pictures written.
+    """
+
+    out_dir: Path
+    report_md: Path
+    report_json: Path
+    evaluation: EvaluationReport
+    seconds: dict[str, float]
+    checkpoint: Path
+    log_dir: Path
+    pictures: list[Path]
+
+
+def run_demo(out_dir: str | os.PathLike, config: DemoConfig | None = None) -> DemoResult:
+    """Run st-ReID end to end on a synthetic network and write the report into ``out_dir``.
+
+    An existing network in ``out_dir/network`` generated with the same settings is reused; the model
+    is trained again on every run (a new ``lightning_logs/version_N``).
+
+    Args:
+        out_dir: output folder; new, empty, or a previous demo's output (else ``config.force``).
+        config: the demo's settings (:class:`DemoConfig`).
+
+    Returns:
+        A :class:`DemoResult` with the metrics, stage times and file paths.
+
+    Raises:
+        ReIDError: a non-empty folder that is not the demo's (without ``force``), bad settings, or
+            any stage's own input errors.
+
+    Example:
+        >>> result = run_demo("demo_out")                      # doctest: +SKIP
+        >>> print(result.report_md.read_text())                # doctest: +SKIP
+    """
+    config = config or DemoConfig()
+    config.validate()
+    _synth_config(config)  # bad synth options fail before anything is written
+    out = Path(out_dir)
+    _claim_out_dir(out, config.force)
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    steps = iter(range(1, len(STAGES) + 1))
+
+    @contextmanager
+    def stage(name: str, what: str) -> Iterator[None]:
+        log.info("demo [%d/%d] %s: %s", next(steps), len(STAGES), name, what)
+        tic = time.perf_counter()
+        yield
+        seconds[name] = time.perf_counter() - tic
+        log.info("demo: %s done in %.1f s", name, seconds[name])
+
+    with stage("network", f"synthetic network of {config.ids} ids, {config.cameras} cameras"):
+        network, records, generated = _network(out / NETWORK_FOLDER, config)
+
+    with stage("training", f"{config.model}/{config.backbone}, {config.epochs} epochs"):
+        checkpoint, log_dir, model = train_demo_model(records, out / LOGS_FOLDER, config)
+
+    with stage("transit-time model", "fitted on the train split's labels only"):
+        from mtmct_reid.retrieval.transit import TransitTimeModel
+
+        st_model = TransitTimeModel.from_records(records, source=str(network))
+        st_model.save(out / TRANSIT_NAME)
+
+    with stage("features", "query and gallery features of the test identities"):
+        from mtmct_reid.features import extract_featureset
+
+        features = extract_featureset(
+            model,
+            records,
+            config.image_size,
+            device=config.device,
+            progress=config.progress,
+            metadata={"checkpoint": str(checkpoint)},
+        )
+        features.save(out / FEATURES_NAME)
+
+    with stage("evaluation", "visual, +ST, +re-rank, +ST+re-rank"):
+        from mtmct_reid.retrieval.evaluate import evaluate_featureset
+
+        evaluation = evaluate_featureset(
+            features, st_model=st_model, rerank=True, progress=config.progress
+        )
+        log.info("demo results (%%):\n%s", evaluation.format_table())
+
+    with stage("report", "pictures, report.md and report.json"):
+        pictures = [_transit_picture(st_model, network, out / TRANSIT_PLOT_NAME)]
+        pictures += _rank_list_pictures(features, st_model, out, config)
+        summary = _network_summary(records, generated)
+    # Written once every stage has its time (writing two small text files takes milliseconds).
+    seconds["total"] = time.perf_counter() - started
+    write_json(
+        out / REPORT_JSON,
+        _json_report(config, evaluation, seconds, summary, checkpoint, out, pictures),
+    )
+    write_text(
+        out / REPORT_MD,
+        _markdown_report(config, evaluation, seconds, summary, checkpoint, log_dir, out),
+    )
+    log.info(
+        "demo: wrote %s and %s in %.0f s", out / REPORT_MD, out / REPORT_JSON, seconds["total"]
+    )
+    return DemoResult(
+        out_dir=out,
+        report_md=out / REPORT_MD,
+        report_json=out / REPORT_JSON,
+        evaluation=evaluation,
+        seconds=seconds,
+        checkpoint=checkpoint,
+        log_dir=log_dir,
+        pictures=pictures,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Output folder and network
+
+
+def _claim_out_dir(out: Path, force: bool) -> None:
+    """Refuse a non-empty folder that is not the demo's own output, then mark it as the demo's."""
+    if out.exists() and not out.is_dir():
+        raise ReIDError(f"--out {out}: exists and is not a folder")
+    marker = out / MARKER_NAME
+    if out.is_dir() and any(out.iterdir()) and not marker.is_file() and not force:
+        raise ReIDError(
+            f"--out {out}: folder exists, is not empty and is not a previous demo's output "
+            "(choose another folder, or pass --force to write into it)"
+        )
+    write_json(marker, {"format": DEMO_FORMAT})
+
+
+def _synth_config(config: DemoConfig) -> Any:
+    from mtmct_reid.data.synth import SynthConfig
+
+    try:
+        synth = SynthConfig(
+            **{
+                **dict(config.synth),
+                "num_ids": config.ids,
+                "num_cameras": config.cameras,
+                "seed": config.seed,
+                "image_size": tuple(config.image_size),
+            }
+        )
+    except TypeError as exc:
+        raise ReIDError(f"demo synth options: {exc}") from None
+    synth.validate()
+    return synth
+
+
+def _network(root: Path, config: DemoConfig) -> tuple[Path, Records, bool]:
+    """The network at ``root``: reused when generated with the same settings, else generated."""
+    from mtmct_reid.data.readers import read_dataset
+    from mtmct_reid.data.synth import GROUND_TRUTH_NAME, generate_network, load_ground_truth
+
+    synth = _synth_config(config)
+    generated = True
+    if (root / GROUND_TRUTH_NAME).is_file():
+        try:
+            previous = load_ground_truth(root).get("config")
+        except ReIDError:
+            previous = None
+        if previous == synth.to_json():
+            log.info("demo: reusing the network in %s (same settings)", root)
+            generated = False
+    if generated:
+        summary = generate_network(
+            root, config=synth, overwrite=True, progress=config.progress or None
+        )
+        log.info("demo: %s", summary.describe())
+    return root, read_dataset(root, layout="market1501"), generated
+
+
+def _network_summary(records: Records, generated: bool) -> dict[str, Any]:
+    train = records.split("train")
+    query = records.split("query")
+    gallery = records.split("gallery")
+    return {
+        "cameras": int(records.camera_ids.size),
+        "train_ids": int(np.unique(train.pids[train.pids > 0]).size),
+        "test_ids": int(np.unique(query.pids[query.pids > 0]).size),
+        "train_images": len(train),
+        "query_images": len(query),
+        "gallery_images": len(gallery),
+        "generated": generated,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def train_demo_model(
+    records: Records, log_root: Path, config: DemoConfig
+) -> tuple[Path, Path, Any]:
+    """Train the demo's model on the training split with Lightning (TensorBoard logs, checkpoints).
+
+    Cross-entropy summed over the model's parts, SGD with Nesterov momentum 0.9 and weight decay 5e-4,
+    the learning rate divided by 10 for the last quarter of the epochs.
+
+    Args:
+        records: the network's records (only the ``train`` split is used).
+        log_root: folder of the Lightning logs (a new ``version_N`` inside it).
+        config: epochs, model, backbone, batch size, learning rate, device, seed.
+
+    Returns:
+        ``(checkpoint, log_dir, model)``: the last checkpoint, this run's log folder, and the trained
+        :class:`~mtmct_reid.models.ReIDModel` in eval mode on the CPU.
+
+    Example:
+        >>> ckpt, logs, model = train_demo_model(records, Path("demo/lightning_logs"), DemoConfig())  # doctest: +SKIP
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from torch.utils.data import DataLoader
+
+    from mtmct_reid.data.images import ImageDataset, build_transforms
+    from mtmct_reid.features import resolve_device
+
+    train = records.split("train")
+    labelled = train.subset(train.pids > 0)
+    ids, labels = np.unique(labelled.pids, return_inverse=True)
+    if ids.size < 2:
+        raise ReIDError(
+            f"demo: the training split has {ids.size} identities; at least 2 are needed"
+        )
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    module = _training_module_class()(
+        model=config.model,
+        backbone=config.backbone,
+        num_classes=int(ids.size),
+        image_size=[int(v) for v in config.image_size],
+        lr=float(config.lr),
+        epochs=int(config.epochs),
+    )
+    dataset = ImageDataset(labelled, build_transforms(config.image_size, train=True), labels=labels)
+    loader = DataLoader(
+        dataset,
+        batch_size=min(config.batch_size, len(dataset)),
+        shuffle=True,
+        drop_last=True,
+        num_workers=config.num_workers,
+        persistent_workers=config.num_workers > 0,
+    )
+    device = resolve_device(config.device)
+    logger = TensorBoardLogger(save_dir=str(log_root.parent), name=log_root.name)
+    checkpoints = ModelCheckpoint(save_last=True, save_top_k=0)
+    trainer = L.Trainer(
+        max_epochs=config.epochs,
+        accelerator="gpu" if device.type == "cuda" else "cpu",
+        devices=[device.index or 0] if device.type == "cuda" else 1,
+        logger=logger,
+        callbacks=[checkpoints],
+        enable_progress_bar=config.progress,
+        enable_model_summary=False,
+        log_every_n_steps=max(1, min(20, len(loader))),
+    )
+    trainer.fit(module, train_dataloaders=loader)
+    log_dir = Path(logger.log_dir)
+    checkpoint = Path(checkpoints.last_model_path)
+    if not checkpoint.is_file():
+        raise ReIDError(f"demo: training wrote no checkpoint in {log_dir}")
+    if dataset.bad_paths:
+        log.warning("demo: %d unreadable training images were skipped", len(dataset.bad_paths))
+    return checkpoint, log_dir, module.model.cpu().eval()
+
+
+@functools.cache
+def _training_module_class() -> type:
+    """The demo's LightningModule class, built on first use so that importing this module does not
+    import Lightning."""
+    import lightning as L
+    import torch
+    from torch.nn import functional as F
+
+    from mtmct_reid.models import build_model
+
+    class DemoTrainingModule(L.LightningModule):
+        """The demo's training loop. Checkpoints follow the toolkit's contract: the weights under
+        ``model.`` and the hyper-parameters ``load_model_from_checkpoint`` rebuilds the model from."""
+
+        def __init__(
+            self,
+            model: str,
+            backbone: str,
+            num_classes: int,
+            image_size: list[int],
+            lr: float,
+            epochs: int,
+            last_stride: int = 1,
+            num_parts: int = 6,
+            dropout: float = 0.5,
+        ) -> None:
+            super().__init__()
+            self.save_hyperparameters()
+            self.model = build_model(
+                model,
+                num_classes,
+                backbone=backbone,
+                weights="none",
+                last_stride=last_stride,
+                num_parts=num_parts,
+                dropout=dropout,
+            )
+
+        def training_step(self, batch: Any, batch_index: int) -> Any:
+            images, labels, _ = batch
+            logits = self.model(images)
+            loss = sum(F.cross_entropy(part, labels) for part in logits)
+            accuracy = (torch.stack(logits).sum(0).argmax(1) == labels).float().mean()
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+            self.log("train/accuracy", accuracy, on_step=False, on_epoch=True, prog_bar=True)
+            return loss
+
+        def configure_optimizers(self) -> Any:
+            optimizer = torch.optim.SGD(
+                self.model.parameters(),
+                lr=self.hparams.lr,
+                momentum=0.9,
+                nesterov=True,
+                weight_decay=5e-4,
+            )
+            # Nothing is pretrained, so trunk and head share one rate; a tenth for the last quarter.
+            step = max(1, int(round(0.75 * self.hparams.epochs)))
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=0.1)
+            return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    return DemoTrainingModule
+
+
+# ---------------------------------------------------------------------------------------------
+# Pictures
+
+
+def _ground_truth_density(network: Path) -> Callable[[int, int, np.ndarray], np.ndarray | None]:
+    """``(later, earlier, dt) -> density`` from the network's ground truth, all pairs computed once."""
+    from mtmct_reid.data.synth import load_ground_truth, transit_ground_truth
+
+    data = load_ground_truth(network)
+    cache: dict[bytes, dict[tuple[int, int], np.ndarray]] = {}
+
+    def density(later: int, earlier: int, deltas: np.ndarray) -> np.ndarray | None:
+        key = np.asarray(deltas, dtype=np.float64).tobytes()
+        if key not in cache:
+            cache.clear()
+            cache[key] = transit_ground_truth(data, deltas)
+        return cache[key].get((int(later), int(earlier)))
+
+    return density
+
+
+def _transit_picture(st_model: TransitTimeModel, network: Path, out: Path) -> Path:
+    from mtmct_reid.report.plots import plot_transit_grid
+
+    plot_transit_grid(st_model, ground_truth=_ground_truth_density(network), out=out)
+    return out
+
+
+def choose_rank_list_queries(
+    visual: list[SearchResult], fused: list[SearchResult], count: int
+) -> list[int]:
+    """Queries worth drawing: first those fusion corrects (visual rank 1 wrong, fused right), then
+    one both get right, then those both get wrong; in query order within each group.
+
+    Args:
+        visual: visual-only results per query (labelled).
+        fused: fused results per query, same order.
+        count: how many to choose.
+
+    Example:
+        >>> choose_rank_list_queries(visual_results, fused_results, 4)  # doctest: +SKIP
+        [3, 17, 21, 0]
+    """
+    corrected, both, neither, other = [], [], [], []
+    for index, (v, f) in enumerate(zip(visual, fused, strict=True)):
+        v_right = len(v) > 0 and bool(v.matches[0])
+        f_right = len(f) > 0 and bool(f.matches[0])
+        if f_right and not v_right:
+            corrected.append(index)
+        elif f_right and v_right:
+            both.append(index)
+        elif not f_right and not v_right:
+            neither.append(index)
+        else:
+            other.append(index)
+    chosen = corrected[: max(count - 1, 1)] if count > 1 else corrected[:count]
+    for group in (both[:1], neither, corrected, both, other):
+        for index in group:
+            if len(chosen) >= count:
+                return chosen
+            if index not in chosen:
+                chosen.append(index)
+    return chosen
+
+
+def _rank_list_pictures(
+    features: FeatureSet, st_model: TransitTimeModel, out: Path, config: DemoConfig
+) -> list[Path]:
+    from mtmct_reid.report.plots import format_caption, plot_rank_lists
+    from mtmct_reid.search import search_gallery
+
+    for old in out.glob(f"{RANK_LIST_PREFIX}_*.png"):
+        old.unlink()
+    if config.rank_list_queries == 0:
+        return []
+    query = features.query
+    labelled = np.flatnonzero(query.pids > 0)
+    common = {
+        "top_k": config.rank_list_length,
+        "query_pids": query.pids[labelled],
+    }
+    args = (query.features[labelled], query.cams[labelled], query.times[labelled], features.gallery)
+    visual = search_gallery(*args, **common)
+    fused = search_gallery(*args, st_model=st_model, **common)
+    pictures = []
+    for number, index in enumerate(
+        choose_rank_list_queries(visual, fused, config.rank_list_queries), start=1
+    ):
+        row = int(labelled[index])
+        rows = []
+        for result in (visual[index], fused[index]):
+            captions = [
+                format_caption(int(c), float(t), float(s))
+                for c, t, s in zip(result.cameras, result.times, result.scores, strict=True)
+            ]
+            title = f"query {format_caption(int(query.cams[row]), float(query.times[row]))}"
+            rows.append((query.paths[row], list(result.paths), result.matches, (title, captions)))
+        path = out / f"{RANK_LIST_PREFIX}_{number}.png"
+        plot_rank_lists(rows, out=path, row_titles=["visual", "visual+st"])
+        pictures.append(path)
+    return pictures
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports
+
+
+def _rounded(seconds: Mapping[str, float]) -> dict[str, float]:
+    return {name: round(float(value), 2) for name, value in seconds.items()}
+
+
+def _json_report(
+    config: DemoConfig,
+    evaluation: EvaluationReport,
+    seconds: Mapping[str, float],
+    network: Mapping[str, Any],
+    checkpoint: Path,
+    out: Path,
+    pictures: list[Path],
+) -> dict[str, Any]:
+    report = evaluation.as_json()
+    config_json = json.loads(json.dumps(asdict(config), default=str))
+    return {
+        "format": DEMO_FORMAT,
+        "protocol": report["protocol"],
+        "modes": report["modes"],
+        "seconds": _rounded(seconds),
+        "config": config_json,
+        "network": dict(network),
+        "checkpoint": os.path.relpath(checkpoint, out),
+        "pictures": [os.path.relpath(p, out) for p in pictures],
+    }
+
+
+def _markdown_report(
+    config: DemoConfig,
+    evaluation: EvaluationReport,
+    seconds: Mapping[str, float],
+    network: Mapping[str, Any],
+    checkpoint: Path,
+    log_dir: Path,
+    out: Path,
+) -> str:
+    modes = evaluation.modes
+    lines = [
+        "# st-ReID demo on a synthetic camera network",
+        "",
+        f"{network['cameras']} cameras; {network['train_ids']} training identities "
+        f"({network['train_images']} images) and {network['test_ids']} test identities "
+        f"({network['query_images']} queries, {network['gallery_images']} gallery images with "
+        "distractors and junk). Groups of look-alikes share clothes and build but walk at very "
+        "different times, so appearance alone confuses them and timing tells them apart.",
+        "",
+        f"Model: {config.model} on a {config.backbone} trunk (random initialisation), "
+        f"{config.image_size[0]}×{config.image_size[1]} input, {config.epochs} epochs, "
+        f"seed {config.seed}.",
+        "",
+        "## Results",
+        "",
+        "| mode | mAP | R1 | R5 | R10 | mINP |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, result in modes.items():
+        figures = result.as_dict()
+        cells = " | ".join(f"{100 * figures[c]:.1f}" for c in ("mAP", "R1", "R5", "R10", "mINP"))
+        lines.append(f"| {name} | {cells} |")
+    queries = next(iter(modes.values())).num_queries if modes else 0
+    lines += ["", f"Figures in %, {queries} queries, protocol `{evaluation.protocol}`."]
+    if "visual" in modes and "visual+st" in modes:
+        lift = 100 * (modes["visual+st"].R1 - modes["visual"].R1)
+        lines.append(f"Spatial-temporal fusion changes R1 by {lift:+.1f} points.")
+    lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {name} | {seconds[name]:.1f} |" for name in STAGES if name in seconds]
+    if "total" in seconds:
+        lines.append(f"| **total** | **{seconds['total']:.1f}** |")
+    lines += [
+        "",
+        "## Transit times",
+        "",
+        "Fitted on the training split's labels only: row = later camera, column = earlier camera; "
+        "the smoothed model (line), its raw histogram (bars) and the generated ground truth "
+        "(dashed).",
+        "",
+        f"![transit-time model]({TRANSIT_PLOT_NAME})",
+        "",
+        "## Rank lists",
+        "",
+        "Each picture: the query at the left, then the top gallery images by appearance only "
+        "(top row) and fused with transit times (bottom row); green frames are the same person, "
+        "red ones mistakes.",
+        "",
+    ]
+    for picture in sorted(out.glob(f"{RANK_LIST_PREFIX}_*.png")):
+        lines += [f"![{picture.stem}]({picture.name})", ""]
+    lines += [
+        "## Files",
+        "",
+        f"- checkpoint: `{os.path.relpath(checkpoint, out)}`",
+        f"- features: `{FEATURES_NAME}`, transit-time model: `{TRANSIT_NAME}`",
+        f"- training curves: `tensorboard --logdir {log_dir.parent}` (this run: `{log_dir.name}`)",
+        "",
+        "Search the gallery for one query, visual and fused:",
+        "",
+        "```sh",
+        f"mtmct-reid search --features {out / FEATURES_NAME} --query-index 0 "
+        f"--st-model {out / TRANSIT_NAME}",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

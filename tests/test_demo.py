@@ -1,0 +1,123 @@
+"""The demo: a tiny end-to-end run (report.md, report.json, pictures), the output-folder rules, the
+choice of rank-list queries, and the command's errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mtmct_reid import cli
+from mtmct_reid.errors import ReIDError
+from mtmct_reid.report.demo import (
+    MARKER_NAME,
+    STAGES,
+    DemoConfig,
+    choose_rank_list_queries,
+    run_demo,
+)
+from mtmct_reid.retrieval.evaluate import MODES
+
+TINY = DemoConfig(
+    ids=16,
+    cameras=3,
+    epochs=1,
+    image_size=(64, 32),
+    batch_size=8,
+    device="cpu",
+    rank_list_queries=2,
+    rank_list_length=3,
+    progress=False,
+)
+
+
+@pytest.mark.slow
+def test_tiny_demo_writes_the_report_json_and_pictures(tmp_path):
+    out = tmp_path / "demo"
+    result = run_demo(out, TINY)
+
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["modes"]) == set(MODES)
+    for figures in report["modes"].values():
+        for key in ("mAP", "R1", "R5", "R10", "mINP"):
+            assert 0.0 <= figures[key] <= 1.0
+        assert figures["R1"] <= figures["R5"] <= figures["R10"]
+        assert figures["queries"] == result.evaluation.modes["visual"].num_queries > 0
+    assert set(report["seconds"]) == {*STAGES, "total"}
+    assert all(value >= 0 for value in report["seconds"].values())
+    assert report["seconds"]["total"] >= sum(report["seconds"][s] for s in STAGES) - 0.5
+
+    markdown = (out / "report.md").read_text()
+    assert "| visual+st |" in markdown and "tensorboard --logdir" in markdown
+    pictures = [out / p for p in report["pictures"]]
+    assert len(pictures) == 1 + TINY.rank_list_queries
+    for picture in pictures:
+        assert f"]({picture.name})" in markdown
+        with Image.open(picture) as image:
+            image.load()
+            assert image.size[0] > 200 and image.size[1] > 100
+    assert result.checkpoint.is_file() and (out / "features.npz").is_file()
+    assert any(result.log_dir.glob("events.out.tfevents.*"))
+
+    # A second run reuses the network (the same settings) and writes into its own folder again.
+    stamp = (out / "network" / "ground_truth.json").stat().st_mtime_ns
+    again = run_demo(out, TINY)
+    assert (out / "network" / "ground_truth.json").stat().st_mtime_ns == stamp
+    assert again.log_dir != result.log_dir
+
+
+def test_a_foreign_non_empty_folder_is_refused_unless_forced(tmp_path, capsys):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("keep me")
+    with pytest.raises(ReIDError, match="not a previous demo"):
+        run_demo(foreign, TINY)
+    code = cli.main(["demo", "--out", str(foreign), "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--force" in err and len(err.strip().splitlines()) == 1
+    assert not (foreign / MARKER_NAME).exists()
+    assert (foreign / "thesis.tex").read_text() == "keep me"
+
+
+def test_bad_settings_are_one_line_errors(tmp_path, capsys):
+    cases = [
+        (["--epochs", "0"], "epochs"),
+        (["--ids", "2"], "ids"),
+        (["--synth", "no_such_knob=1"], "no_such_knob"),
+        (["--synth", "lookalike_fraction=3"], "lookalike_fraction"),
+        (["--synth", "oops"], "KEY=VALUE"),
+        (["--image-size", "big"], "image size"),
+    ]
+    for argv, message in cases:
+        code = cli.main(["demo", "--out", str(tmp_path / "d"), *argv])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1
+
+
+class _Ranked:
+    def __init__(self, first_is_match: bool) -> None:
+        self.matches = np.array([first_is_match, False])
+
+    def __len__(self) -> int:
+        return 2
+
+
+def test_rank_list_queries_favour_what_fusion_corrects():
+    # visual right?, fused right? per query
+    table = [
+        (True, True),
+        (False, True),
+        (False, False),
+        (True, False),
+        (False, True),
+        (True, True),
+    ]
+    visual = [_Ranked(v) for v, _ in table]
+    fused = [_Ranked(f) for _, f in table]
+    assert choose_rank_list_queries(visual, fused, 4) == [1, 4, 0, 2]
+    assert choose_rank_list_queries(visual, fused, 1) == [1]
+    assert choose_rank_list_queries(visual, fused, 10) == [1, 4, 0, 2, 5, 3]
+    assert choose_rank_list_queries(visual[:1], fused[:1], 3) == [0]
