@@ -6,11 +6,14 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mtmct_reid.errors import ReIDError
 
 
 @contextlib.contextmanager
@@ -37,10 +40,18 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp = Path(name)
     try:
         yield tmp
+        # mkstemp makes the file private (0600); give it the mode a plain open() would have.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
@@ -59,3 +70,39 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def open_npz(path: str | os.PathLike, what: str) -> np.lib.npyio.NpzFile:
+    """Open an ``.npz`` archive without pickle, or raise :class:`ReIDError` naming the file.
+
+    Args:
+        path: the file.
+        what: what the file should be, for messages (e.g. ``"features file"``).
+
+    Returns:
+        The open archive (use it in a ``with`` block).
+
+    Example:
+        >>> with open_npz("features.npz", "features file") as npz:  # doctest: +SKIP
+        ...     names = npz.files
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ReIDError(f"{path}: {what} not found")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise ReIDError(f"{path}: not a readable .npz {what} ({exc})") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise ReIDError(f"{path}: expected an .npz archive of named arrays, found a single array")
+    return npz
+
+
+def npz_array(npz: np.lib.npyio.NpzFile, key: str, path: str | os.PathLike) -> np.ndarray:
+    """One array of an open archive; an object array (which would need pickle) is a ReIDError."""
+    try:
+        return npz[key]
+    except ValueError as exc:
+        raise ReIDError(f"{path}: array '{key}' cannot be read without pickle ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ReIDError(f"{path}: array '{key}' is unreadable ({exc})") from None

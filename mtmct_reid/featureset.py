@@ -14,7 +14,6 @@ wrong. Arrays (``X`` is ``query`` or ``gallery``):
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mtmct_reid._io import save_npz
+from mtmct_reid._io import npz_array, open_npz, save_npz
 from mtmct_reid.errors import ReIDError
 
 SIDES = ("query", "gallery")
@@ -91,44 +90,9 @@ class FeatureSet:
     def load(cls, path: str | os.PathLike) -> FeatureSet:
         """Read and validate a features file; any problem raises :class:`ReIDError` naming it."""
         path = Path(path)
-        if not path.is_file():
-            raise ReIDError(f"{path}: features file not found")
-        try:
-            npz = np.load(path, allow_pickle=False)
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-            raise ReIDError(f"{path}: not a readable .npz features file ({exc})") from None
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise ReIDError(
-                f"{path}: expected an .npz archive of named arrays, found a single array"
-            )
-        with npz:
-            keys = set(npz.files)
-
-            def get(key: str) -> np.ndarray:
-                try:
-                    return npz[key]
-                except ValueError as exc:  # object arrays need pickle, which we never allow
-                    raise ReIDError(
-                        f"{path}: array '{key}' cannot be read without pickle ({exc})"
-                    ) from None
-
-            sides = {}
-            for name in SIDES:
-                for required in ("features", "pids", "cams"):
-                    if f"{name}_{required}" not in keys:
-                        raise ReIDError(
-                            f"{path}: missing array '{name}_{required}' "
-                            "(expected query_/gallery_ features [N, D], pids [N], cams [N], optional times [N])"
-                        )
-                feats = get(f"{name}_features")
-                pids = get(f"{name}_pids")
-                cams = get(f"{name}_cams")
-                times = get(f"{name}_times") if f"{name}_times" in keys else None
-                paths = get(f"{name}_paths") if f"{name}_paths" in keys else None
-                sides[name] = _validate_side(path, name, feats, pids, cams, times, paths)
-            metadata = {
-                k[5:]: get(k).item() for k in keys if k.startswith("meta_") and get(k).ndim == 0
-            }
+        with open_npz(path, "features file") as npz:
+            sides = {name: read_side(npz, path, name) for name in SIDES}
+            metadata = read_metadata(npz, path)
         q, g = sides["query"], sides["gallery"]
         if q.features.shape[1] != g.features.shape[1]:
             raise ReIDError(
@@ -138,7 +102,51 @@ class FeatureSet:
         return cls(query=q, gallery=g, metadata=metadata)
 
 
-def _validate_side(
+def read_side(npz: np.lib.npyio.NpzFile, path: Path, name: str) -> FeatureSide:
+    """Read and validate one side (``"query"`` or ``"gallery"``) of an open features archive.
+
+    Args:
+        npz: the archive (see :func:`mtmct_reid._io.open_npz`).
+        path: its file, named in error messages.
+        name: the side's prefix.
+
+    Raises:
+        ReIDError: a missing or malformed array, naming the file and the array.
+    """
+    keys = set(npz.files)
+    for required in ("features", "pids", "cams"):
+        if f"{name}_{required}" not in keys:
+            raise ReIDError(
+                f"{path}: missing array '{name}_{required}' (expected query_/gallery_ features "
+                "[N, D], pids [N], cams [N], optional times [N], paths [N])"
+            )
+
+    def optional(key: str) -> np.ndarray | None:
+        return npz_array(npz, key, path) if key in keys else None
+
+    return validate_side(
+        path,
+        name,
+        npz_array(npz, f"{name}_features", path),
+        npz_array(npz, f"{name}_pids", path),
+        npz_array(npz, f"{name}_cams", path),
+        optional(f"{name}_times"),
+        optional(f"{name}_paths"),
+    )
+
+
+def read_metadata(npz: np.lib.npyio.NpzFile, path: Path) -> dict[str, Any]:
+    """The 0-d ``meta_*`` arrays of an open features archive, as plain values."""
+    metadata = {}
+    for key in npz.files:
+        if key.startswith("meta_"):
+            value = npz_array(npz, key, path)
+            if value.ndim == 0:
+                metadata[key[5:]] = value.item()
+    return metadata
+
+
+def validate_side(
     path: Path,
     name: str,
     feats: np.ndarray,
@@ -147,6 +155,26 @@ def _validate_side(
     times: np.ndarray | None,
     paths: np.ndarray | None,
 ) -> FeatureSide:
+    """Check one side's arrays as read from a features file and return them as a :class:`FeatureSide`.
+
+    Args:
+        path: the file, named in error messages.
+        name: ``"query"`` or ``"gallery"`` (the arrays' prefix).
+        feats: [N, D] numbers, finite.
+        pids: [N] integers.
+        cams: [N] integers.
+        times: [N] numbers, or None (stored as NaN).
+        paths: [N] strings, or None.
+
+    Raises:
+        ReIDError: one line naming the file, the array and what was expected.
+
+    Example:
+        >>> side = validate_side(Path("f.npz"), "gallery", np.ones((2, 4)), np.array([1, 2]),
+        ...                      np.array([1, 1]), None, None)
+        >>> side.features.dtype
+        dtype('float32')
+    """
     if feats.ndim != 2:
         raise ReIDError(f"{path}: '{name}_features' has shape {feats.shape}, expected 2-D [N, D]")
     if not np.issubdtype(feats.dtype, np.number):

@@ -23,7 +23,6 @@ import hashlib
 import logging
 import os
 import re
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mtmct_reid._io import open_npz
 from mtmct_reid.data.market_time import market_global_time
 from mtmct_reid.data.records import DISTRACTOR_PID, JUNK_PID, Records
 from mtmct_reid.errors import ReIDError
-from mtmct_reid.featureset import FeatureSet, FeatureSide, _validate_side
+from mtmct_reid.featureset import FeatureSet, FeatureSide, read_metadata, read_side
 from mtmct_reid.retrieval.evaluate import normalise_rows
 from mtmct_reid.retrieval.fusion import FusionParams, fuse
 
@@ -417,44 +417,11 @@ def load_gallery_features(path: str | os.PathLike) -> tuple[FeatureSide, dict[st
         >>> gallery, meta = load_gallery_features("features.npz")  # doctest: +SKIP
     """
     path = Path(path)
-    if not path.is_file():
-        raise ReIDError(f"{path}: features file not found")
-    try:
-        npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise ReIDError(f"{path}: expected an .npz archive of named arrays, found one array")
-        with npz:
-            keys = set(npz.files)
-            if "query_features" not in keys:
-                return _read_gallery_only(path, npz, keys)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise ReIDError(f"{path}: not a readable .npz features file ({exc})") from None
+    with open_npz(path, "features file") as npz:
+        if "query_features" not in npz.files:  # a gallery cache: gallery arrays only
+            return read_side(npz, path, "gallery"), read_metadata(npz, path)
     features = FeatureSet.load(path)
     return features.gallery, dict(features.metadata)
-
-
-def _read_gallery_only(path: Path, npz: Any, keys: set[str]) -> tuple[FeatureSide, dict[str, Any]]:
-    for required in ("gallery_features", "gallery_pids", "gallery_cams"):
-        if required not in keys:
-            raise ReIDError(
-                f"{path}: missing array '{required}' (expected a features file with gallery_ "
-                "features, pids, cams and optional times, paths)"
-            )
-
-    def optional(key: str) -> np.ndarray | None:
-        return npz[key] if key in keys else None
-
-    side = _validate_side(
-        path,
-        "gallery",
-        npz["gallery_features"],
-        npz["gallery_pids"],
-        npz["gallery_cams"],
-        optional("gallery_times"),
-        optional("gallery_paths"),
-    )
-    metadata = {k[5:]: npz[k].item() for k in keys if k.startswith("meta_") and npz[k].ndim == 0}
-    return side, metadata
 
 
 def _save_gallery_only(path: Path, side: FeatureSide, metadata: dict[str, Any]) -> None:

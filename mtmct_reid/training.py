@@ -736,14 +736,10 @@ def checkpoint_hparams(path: str | Path) -> dict[str, Any]:
         >>> checkpoint_hparams("lightning_logs/version_0/checkpoints/last.ckpt")["model"]["model"]  # doctest: +SKIP
         'pcb'
     """
+    from mtmct_reid.models.checkpoint import read_checkpoint
+
     path = Path(path)
-    if not path.is_file():
-        raise ReIDError(f"{path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many types for a file that is not a checkpoint
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ReIDError(f"{path}: not a checkpoint readable without pickle ({first})") from None
+    checkpoint = read_checkpoint(path)
     if not isinstance(checkpoint, dict) or "hyper_parameters" not in checkpoint:
         raise ReIDError(f"{path}: not a training checkpoint written by 'mtmct-reid train'")
     return {

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from mtmct_reid import cli
-from mtmct_reid._io import atomic_path, save_npz
+from mtmct_reid._io import atomic_path, save_npz, write_text
 from mtmct_reid.data.market_time import (
     MARKET_SESSION_FRAMES,
     market_global_time,
@@ -132,6 +134,21 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     with atomic_path(target) as tmp:
         tmp.write_text("whole")
     assert target.read_text() == "whole"
+
+
+def test_atomic_writes_get_the_mode_a_plain_open_gives(tmp_path):
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "report.md", "# hi\n")
+        save_npz(tmp_path / "a.npz", x=np.arange(3))
+        with open(tmp_path / "plain.txt", "w") as fh:
+            fh.write("x")
+    finally:
+        os.umask(old)
+    plain = (tmp_path / "plain.txt").stat().st_mode & 0o777
+    assert plain == 0o644
+    assert (tmp_path / "report.md").stat().st_mode & 0o777 == plain
+    assert (tmp_path / "a.npz").stat().st_mode & 0o777 == plain
 
 
 def test_cli_reports_library_errors_in_one_line(monkeypatch, capsys):

@@ -5,19 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-_LAYOUT_HELP = "dataset layout (market1501, dukemtmc, msmt17, regex, manifest; default: detected)"
-_PATTERN_HELP = (
-    "regex searched in each file name, with named groups pid, cam and optionally time "
-    "(implies --layout regex), e.g. '(?P<pid>-?\\d+)_c(?P<cam>\\d+)_(?P<time>\\d+)'"
-)
+from mtmct_reid.cli import add_layout_arguments
 
 
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "data", type=Path, metavar="DIR", help="dataset folder (or CSV manifest file)"
     )
-    parser.add_argument("--layout", default=None, metavar="L", help=_LAYOUT_HELP)
-    parser.add_argument("--pattern", default=None, metavar="RE", help=_PATTERN_HELP)
+    add_layout_arguments(parser)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from mtmct_reid.cli import add_layout_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -20,16 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", type=Path, help="checkpoint written by 'mtmct-reid train'")
     parser.add_argument("--data-dir", type=Path, required=True, help="dataset root folder")
     parser.add_argument("--out", type=Path, required=True, help="features file to write (.npz)")
-    parser.add_argument(
-        "--layout",
-        default=None,
-        help="dataset layout (market1501, dukemtmc, msmt17, regex, manifest); default: detected",
-    )
-    parser.add_argument(
-        "--pattern",
-        default=None,
-        help="regex over file names with named groups pid, cam, time (for --layout regex)",
-    )
+    add_layout_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch (64)")
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N"

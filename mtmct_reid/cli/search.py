@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from mtmct_reid.cli import add_layout_arguments
+
 log = logging.getLogger(__name__)
 
 #: File looked for beside a checkpoint (and one folder up) when no --st-model is given.
@@ -112,12 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="gallery features cache file (default: ~/.cache/mtmct-reid/gallery-<key>.npz)",
     )
-    parser.add_argument(
-        "--layout", default=None, help="dataset layout of --gallery (default: detected)"
-    )
-    parser.add_argument(
-        "--pattern", default=None, help="file-name regex for --layout regex (groups pid, cam, time)"
-    )
+    add_layout_arguments(parser)
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N"
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mtmct_reid.cli import add_layout_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -32,18 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument(
         "--out", type=Path, required=True, metavar="ST.npz", help="where to write the model"
     )
-    fit.add_argument(
-        "--layout",
-        default=None,
-        metavar="L",
-        help="dataset layout (market1501, dukemtmc, msmt17, regex, manifest; default: detected)",
-    )
-    fit.add_argument(
-        "--pattern",
-        default=None,
-        metavar="RE",
-        help="regex over file names with named groups pid, cam, time (custom datasets)",
-    )
+    add_layout_arguments(fit)
     fit.add_argument(
         "--bin-width", type=float, default=100.0, metavar="T", help="time units per bin (100)"
     )

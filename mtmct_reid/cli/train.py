@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from mtmct_reid.cli import add_layout_arguments
 from mtmct_reid.errors import ReIDError
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     data = parser.add_argument_group("data")
     data.add_argument("--data-dir", default=None, help="dataset root folder (or manifest .csv)")
-    data.add_argument("--layout", default=None, help="dataset layout (default: detected)")
-    data.add_argument("--pattern", default=None, help="file-name regex for --layout regex")
+    add_layout_arguments(data)
     data.add_argument(
         "--image-size", default=None, metavar="HxW", help="network input size, e.g. 384x192"
     )

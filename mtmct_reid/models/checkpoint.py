@@ -25,6 +25,28 @@ _PREFIX = "model."
 _REQUIRED = ("model", "num_classes")
 
 
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """``torch.load`` of a checkpoint on the CPU with ``weights_only=True`` (never pickle).
+
+    Raises:
+        ReIDError: the file is missing or is not readable without pickle, naming it.
+
+    Example:
+        >>> checkpoint = read_checkpoint("last.ckpt")  # doctest: +SKIP
+        >>> checkpoint["epoch"]                        # doctest: +SKIP
+        59
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ReIDError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types for a file that is not a checkpoint
+        raise ReIDError(
+            f"{path}: not a checkpoint readable without pickle ({_first_line(exc)})"
+        ) from None
+
+
 def load_model_from_checkpoint(path: str | os.PathLike) -> tuple[ReIDModel, dict[str, Any]]:
     """Load a trained :class:`ReIDModel` from a Lightning checkpoint, on the CPU, in eval mode.
 
@@ -41,14 +63,7 @@ def load_model_from_checkpoint(path: str | os.PathLike) -> tuple[ReIDModel, dict
         ((384, 192), 12288)
     """
     path = Path(path)
-    if not path.is_file():
-        raise ReIDError(f"{path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many types for a file that is not a checkpoint
-        raise ReIDError(
-            f"{path}: not a checkpoint readable without pickle ({_first_line(exc)})"
-        ) from None
+    checkpoint = read_checkpoint(path)
     if not isinstance(checkpoint, Mapping) or not isinstance(checkpoint.get("state_dict"), Mapping):
         raise ReIDError(
             f"{path}: not a training checkpoint (expected a dict with 'state_dict' and "

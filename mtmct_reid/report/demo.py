@@ -21,7 +21,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -334,13 +333,15 @@ def _network_summary(records: Records, generated: bool) -> dict[str, Any]:
 def train_demo_model(
     records: Records, log_root: Path, config: DemoConfig
 ) -> tuple[Path, Path, Any]:
-    """Train the demo's model on the training split with Lightning (TensorBoard logs, checkpoints).
+    """Train the demo's model with the toolkit's own Lightning module and data module.
 
-    Cross-entropy summed over the model's parts, SGD with Nesterov momentum 0.9 and weight decay 5e-4,
-    the learning rate divided by 10 for the last quarter of the epochs.
+    The same :class:`~mtmct_reid.training.ReIDLightningModule` as ``mtmct-reid train``: cross-entropy
+    summed over the parts, SGD with Nesterov momentum, one learning rate for trunk and head (nothing
+    is pretrained) divided by 10 for the last quarter of the epochs, channels-last. Validation runs
+    a few times (visual and ST-fused mAP/R1 in TensorBoard), so the curves show both.
 
     Args:
-        records: the network's records (only the ``train`` split is used).
+        records: the network's records (``train`` to learn; ``query``/``gallery`` to validate).
         log_root: folder of the Lightning logs (a new ``version_N`` inside it).
         config: epochs, model, backbone, batch size, learning rate, device, seed.
 
@@ -354,35 +355,35 @@ def train_demo_model(
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import TensorBoardLogger
-    from torch.utils.data import DataLoader
 
-    from mtmct_reid.data.images import ImageDataset, build_transforms
+    from mtmct_reid.data.datamodule import ReIDDataModule
     from mtmct_reid.features import resolve_device
+    from mtmct_reid.training import ReIDLightningModule
 
-    train = records.split("train")
-    labelled = train.subset(train.pids > 0)
-    ids, labels = np.unique(labelled.pids, return_inverse=True)
-    if ids.size < 2:
-        raise ReIDError(
-            f"demo: the training split has {ids.size} identities; at least 2 are needed"
-        )
     L.seed_everything(config.seed, workers=True, verbose=False)
-    module = _training_module_class()(
+    datamodule = ReIDDataModule(
+        records=records,
+        image_size=tuple(config.image_size),
+        batch_size=config.batch_size,
+        test_batch_size=128,
+        num_workers=config.num_workers,
+        seed=config.seed,
+    )
+    if datamodule.num_classes < 2:
+        raise ReIDError(
+            f"demo: the training split has {datamodule.num_classes} identities; at least 2 are "
+            "needed"
+        )
+    module = ReIDLightningModule(
         model=config.model,
         backbone=config.backbone,
-        num_classes=int(ids.size),
-        image_size=[int(v) for v in config.image_size],
+        num_classes=datamodule.num_classes,
+        image_size=list(config.image_size),
+        weights="none",
         lr=float(config.lr),
-        epochs=int(config.epochs),
-    )
-    dataset = ImageDataset(labelled, build_transforms(config.image_size, train=True), labels=labels)
-    loader = DataLoader(
-        dataset,
-        batch_size=min(config.batch_size, len(dataset)),
-        shuffle=True,
-        drop_last=True,
-        num_workers=config.num_workers,
-        persistent_workers=config.num_workers > 0,
+        backbone_lr_mult=1.0,
+        step_size=max(1, round(0.75 * config.epochs)),
+        test_rerank=False,
     )
     device = resolve_device(config.device)
     logger = TensorBoardLogger(save_dir=str(log_root.parent), name=log_root.name)
@@ -393,81 +394,22 @@ def train_demo_model(
         devices=[device.index or 0] if device.type == "cuda" else 1,
         logger=logger,
         callbacks=[checkpoints],
+        check_val_every_n_epoch=max(1, config.epochs // 3),
+        num_sanity_val_steps=0,
         enable_progress_bar=config.progress,
         enable_model_summary=False,
-        log_every_n_steps=max(1, min(20, len(loader))),
+        log_every_n_steps=10,
     )
-    trainer.fit(module, train_dataloaders=loader)
+    trainer.fit(module, datamodule=datamodule)
     log_dir = Path(logger.log_dir)
     checkpoint = Path(checkpoints.last_model_path)
     if not checkpoint.is_file():
         raise ReIDError(f"demo: training wrote no checkpoint in {log_dir}")
-    if dataset.bad_paths:
-        log.warning("demo: %d unreadable training images were skipped", len(dataset.bad_paths))
+    if datamodule.unreadable_images:
+        log.warning(
+            "demo: %d unreadable training images were skipped", len(datamodule.unreadable_images)
+        )
     return checkpoint, log_dir, module.model.cpu().eval()
-
-
-@functools.cache
-def _training_module_class() -> type:
-    """The demo's LightningModule class, built on first use so that importing this module does not
-    import Lightning."""
-    import lightning as L
-    import torch
-    from torch.nn import functional as F
-
-    from mtmct_reid.models import build_model
-
-    class DemoTrainingModule(L.LightningModule):
-        """The demo's training loop. Checkpoints follow the toolkit's contract: the weights under
-        ``model.`` and the hyper-parameters ``load_model_from_checkpoint`` rebuilds the model from."""
-
-        def __init__(
-            self,
-            model: str,
-            backbone: str,
-            num_classes: int,
-            image_size: list[int],
-            lr: float,
-            epochs: int,
-            last_stride: int = 1,
-            num_parts: int = 6,
-            dropout: float = 0.5,
-        ) -> None:
-            super().__init__()
-            self.save_hyperparameters()
-            self.model = build_model(
-                model,
-                num_classes,
-                backbone=backbone,
-                weights="none",
-                last_stride=last_stride,
-                num_parts=num_parts,
-                dropout=dropout,
-            )
-
-        def training_step(self, batch: Any, batch_index: int) -> Any:
-            images, labels, _ = batch
-            logits = self.model(images)
-            loss = sum(F.cross_entropy(part, labels) for part in logits)
-            accuracy = (torch.stack(logits).sum(0).argmax(1) == labels).float().mean()
-            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-            self.log("train/accuracy", accuracy, on_step=False, on_epoch=True, prog_bar=True)
-            return loss
-
-        def configure_optimizers(self) -> Any:
-            optimizer = torch.optim.SGD(
-                self.model.parameters(),
-                lr=self.hparams.lr,
-                momentum=0.9,
-                nesterov=True,
-                weight_decay=5e-4,
-            )
-            # Nothing is pretrained, so trunk and head share one rate; a tenth for the last quarter.
-            step = max(1, int(round(0.75 * self.hparams.epochs)))
-            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=0.1)
-            return {"optimizer": optimizer, "lr_scheduler": scheduler}
-
-    return DemoTrainingModule
 
 
 # ---------------------------------------------------------------------------------------------

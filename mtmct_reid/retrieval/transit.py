@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy.ndimage import convolve1d
 
-from mtmct_reid._io import save_npz
+from mtmct_reid._io import npz_array, open_npz, save_npz
 from mtmct_reid.errors import ReIDError
 
 if TYPE_CHECKING:
@@ -566,26 +565,13 @@ class TransitTimeModel:
             >>> model = TransitTimeModel.load("st.npz")  # doctest: +SKIP
         """
         path = Path(path)
-        if not path.is_file():
-            raise ReIDError(f"{path}: transit-time model file not found")
-        try:
-            npz = np.load(path, allow_pickle=False)
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-            raise ReIDError(f"{path}: not a readable .npz transit-time model ({exc})") from None
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise ReIDError(
-                f"{path}: expected an .npz archive of named arrays, found a single array"
-            )
-        with npz:
+        with open_npz(path, "transit-time model file") as npz:
             missing = [name for name in _ARRAYS if name not in npz.files]
             if missing:
                 raise ReIDError(
                     f"{path}: missing array '{missing[0]}' (not a model from 'mtmct-reid st fit')"
                 )
-            try:
-                arrays = {name: npz[name] for name in _ARRAYS}
-            except ValueError as exc:  # object arrays would need pickle, which we never allow
-                raise ReIDError(f"{path}: an array cannot be read without pickle ({exc})") from None
+            arrays = {name: npz_array(npz, name, path) for name in _ARRAYS}
         return cls._from_arrays(path, arrays)
 
     @classmethod
