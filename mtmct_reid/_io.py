@@ -41,17 +41,22 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         yield tmp
         # mkstemp makes the file private (0600); give it the mode a plain open() would have.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _umask() -> int:
+def umask_mode(base: int = 0o666) -> int:
+    """``base`` less this process's umask: the mode ``open()`` (0o666) or ``mkdir()`` (0o777) gives.
+
+    Temporary files and folders are created private (0600 / 0700); what they become is given this
+    mode before the rename, so results are as readable as any other file the user writes.
+    """
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return base & ~mask
 
 
 def save_npz(path: str | os.PathLike, **arrays: Any) -> None:

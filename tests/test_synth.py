@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -65,6 +66,18 @@ def test_same_seed_gives_the_same_bytes_and_another_seed_does_not(tmp_path):
     first, again, other = (file_hashes(tmp_path / n) for n in "abc")
     assert len(first) > 50 and first == again
     assert sum(first.get(name) == digest for name, digest in other.items()) == 0
+
+
+def test_network_folder_and_files_are_readable_like_any_other(tmp_path):
+    old = os.umask(0o022)
+    try:
+        generate_network(
+            tmp_path / "net", num_ids=8, num_cameras=2, image_size=(32, 16), progress=False
+        )
+    finally:
+        os.umask(old)
+    assert (tmp_path / "net").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "net" / GROUND_TRUTH_NAME).stat().st_mode & 0o777 == 0o644
 
 
 def test_layout_names_and_images(tiny_network, gt):

@@ -44,7 +44,7 @@ from scipy.signal import fftconvolve
 from scipy.special import ndtr
 from tqdm import tqdm
 
-from mtmct_reid._io import write_json
+from mtmct_reid._io import umask_mode, write_json
 from mtmct_reid.data.market_time import market_session_frame
 from mtmct_reid.errors import ReIDError
 
@@ -1188,6 +1188,7 @@ def generate_network(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
+        staging.chmod(umask_mode(0o777))
         for folder in (TRAIN_FOLDER, GALLERY_FOLDER, QUERY_FOLDER):
             (staging / folder).mkdir()
         bar = tqdm(
