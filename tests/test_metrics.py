@@ -100,6 +100,22 @@ def test_larger_gallery_with_ties_and_infinite_scores():
         assert result.mINP == pytest.approx(expected["mINP"], abs=1e-12)
 
 
+def test_chunks_sorted_on_several_threads_match_the_definition(monkeypatch):
+    # Chunks above the threshold are sorted in row blocks on worker threads; force several.
+    from mtmct_reid.retrieval import metrics
+
+    monkeypatch.setattr(metrics, "_usable_cores", lambda: 3)
+    rng = np.random.default_rng(11)
+    problem = random_problem(rng, 130, 9000, integer_scores=False)
+    assert problem[0].size >= metrics._PARALLEL_SORT_MIN_ELEMENTS
+    for protocol in ("standard", "streid"):
+        expected = reference_metrics(*problem, protocol)
+        result = evaluate_scores(*problem, protocol=protocol, chunk_size=130)
+        np.testing.assert_allclose(result.cmc, expected["cmc"], atol=1e-12)
+        assert result.mAP == pytest.approx(expected["mAP"], abs=1e-12)
+        assert result.mINP == pytest.approx(expected["mINP"], abs=1e-12)
+
+
 def test_hand_computed_query():
     # Query: id 5, camera 1. Gallery 0 (id 5, camera 1) and 3 (id -1) are junk; in score order the
     # rest is: 1 (id 3), 2 (good), 5 (distractor), 4 (good) -> good ranks 2 and 4.
