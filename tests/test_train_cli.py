@@ -273,6 +273,10 @@ def test_train_outputs_feed_extract_and_evaluate(
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "visual+st+rerank" in out
+    printed = dict(line.split(": ", 1) for line in out.splitlines() if "checkpoint: " in line)
+    assert Path(printed["last checkpoint"]).name == "last.ckpt"
+    assert Path(printed["last checkpoint"]).is_file()
+    assert Path(printed["best checkpoint"].split(" (")[0]).is_file()
 
     run = tmp_path / "runs" / "lightning_logs" / "version_0"
     hparams = yaml.safe_load((run / "hparams.yaml").read_text())

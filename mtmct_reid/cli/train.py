@@ -590,8 +590,11 @@ def run_train(args: argparse.Namespace) -> int:
             trainer.fit(
                 module, datamodule=datamodule, ckpt_path=config.get("ckpt_path"), weights_only=True
             )
+        # Read before testing: restoring the best checkpoint restores the callback's state too.
+        last_path, best_path = checkpoint.last_model_path, checkpoint.best_model_path
+        best_score = checkpoint.best_model_score
         if config.get("test") and not trainer.interrupted:
-            best = checkpoint.best_model_path or None
+            best = best_path or None
             trainer.test(module, datamodule=datamodule, ckpt_path=best, weights_only=True)
     except ReIDError as exc:
         _close_progress_bars(trainer)
@@ -600,11 +603,10 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     log_dir = Path(trainer.logger.log_dir)
     print(f"log folder: {log_dir}")
-    print(f"last checkpoint: {checkpoint.last_model_path}")
-    if checkpoint.best_model_path:
-        score = checkpoint.best_model_score
-        shown = f" (val/mAP {100 * float(score):.2f}%)" if score is not None else ""
-        print(f"best checkpoint: {checkpoint.best_model_path}{shown}")
+    print(f"last checkpoint: {Path(last_path)}")
+    if best_path:
+        shown = f" (val/mAP {100 * float(best_score):.2f}%)" if best_score is not None else ""
+        print(f"best checkpoint: {Path(best_path)}{shown}")
     if module.st_model is not None:
         print(f"transit-time model: {log_dir / 'transit_time.npz'}")
     if module.test_report is not None:
