@@ -164,3 +164,14 @@ def test_cli_reports_library_errors_in_one_line(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.strip() == "mtmct-reid explode: error: data/x.csv: column 'pid' must be an integer"
     assert "Traceback" not in err
+
+
+def test_cli_logging_drops_lightning_adverts_only():
+    import logging
+
+    def record(name: str, message: str) -> logging.LogRecord:
+        return logging.LogRecord(name, logging.INFO, __file__, 1, message, None, None)
+
+    assert not cli._not_an_advert(record("lightning.pytorch.utilities.rank_zero", "💡 Tip: try X"))
+    assert cli._not_an_advert(record("lightning.pytorch.utilities.rank_zero", "GPU available"))
+    assert cli._not_an_advert(record("mtmct_reid.training", "💡 not Lightning's"))

@@ -52,13 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in VERB_MODULES:
-        try:
-            module = importlib.import_module(f"mtmct_reid.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"mtmct_reid.cli.{name}":
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"mtmct_reid.cli.{name}").register(subparsers)
     return parser
 
 
@@ -67,6 +61,13 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     logging.basicConfig(
         level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_an_advert)
+
+
+def _not_an_advert(record: logging.LogRecord) -> bool:
+    """Lightning's Trainer logs tips for its paid services ("💡 Tip: ..."); they are not progress."""
+    return not (record.name.startswith("lightning") and str(record.msg).startswith("💡"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
