@@ -71,6 +71,21 @@ def test_print_config_layers_flags_over_yaml_over_defaults(
     assert yaml.safe_load(capsys.readouterr().out) == printed
 
 
+@pytest.mark.parametrize(
+    ("model", "size"), [("pcb", [384, 192]), ("resnet50", [256, 128]), ("densenet121", [256, 128])]
+)
+def test_default_input_size_is_the_models_own(
+    model: str, size: list[int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", "--print-config", "--data-dir", str(tmp_path), "--model", model]
+    assert main(args) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["image_size"] == size
+    config = tmp_path / "size.yaml"
+    config.write_text(yaml.safe_dump({"data": {"image_size": "96x48"}}))
+    assert main([*args, "--config", str(config)]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["image_size"] in ("96x48", [96, 48])
+
+
 def test_lightning_cli_style_sections_are_accepted(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -221,10 +221,12 @@ def default_config() -> dict[str, Any]:
     from mtmct_reid.data.datamodule import ReIDDataModule
     from mtmct_reid.training import ReIDLightningModule
 
+    data = _init_defaults(ReIDDataModule, _DATA_RESERVED)
+    data["image_size"] = None  # the model's own (PCB 384x192, global models 256x128)
     return {
         "seed_everything": TOP_LEVEL_DEFAULTS["seed_everything"],
         "model": _init_defaults(ReIDLightningModule, _MODEL_RESERVED),
-        "data": _init_defaults(ReIDDataModule, _DATA_RESERVED),
+        "data": data,
         "trainer": dict(TRAINER_DEFAULTS),
         **{k: v for k, v in TOP_LEVEL_DEFAULTS.items() if k != "seed_everything"},
     }
@@ -404,7 +406,7 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     config = layered(default_config())
     ckpt_path = config.get("ckpt_path")
     if ckpt_path is None:
-        return _absolute_data_dir(config)
+        return _finish_config(config)
     root = config["trainer"].get("default_root_dir") or "."
     checkpoint = find_last_checkpoint(root) if ckpt_path == "last" else Path(ckpt_path)
     if not checkpoint.is_file():
@@ -412,10 +414,15 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     base = merge_config(default_config(), _saved_config(checkpoint), f"{checkpoint} (saved config)")
     config = layered(base)
     config["ckpt_path"] = str(checkpoint)
-    return _absolute_data_dir(config)
+    return _finish_config(config)
 
 
-def _absolute_data_dir(config: dict[str, Any]) -> dict[str, Any]:
+def _finish_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Fill what depends on other options: the model's input size, an absolute data folder."""
+    if config["data"].get("image_size") is None:
+        from mtmct_reid.models import default_image_size
+
+        config["data"]["image_size"] = list(default_image_size(str(config["model"]["model"])))
     # The saved config.yaml must still find the data when a resume starts from another folder.
     data_dir = config["data"].get("data_dir")
     if data_dir is not None:

@@ -21,6 +21,7 @@ from mtmct_reid.models.registry import (
     ReIDModel,
     available_models,
     build_model,
+    default_image_size,
     register_model,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "available_models",
     "build_backbone",
     "build_model",
+    "default_image_size",
     "imagenet_cache_path",
     "load_model_from_checkpoint",
     "register_model",

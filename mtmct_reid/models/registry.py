@@ -96,6 +96,22 @@ def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
     return decorate
 
 
+#: Input size (height, width) each model is trained at in the st-ReID and PCB papers.
+DEFAULT_IMAGE_SIZES: dict[str, tuple[int, int]] = {"pcb": (384, 192)}
+#: Input size of the global models (and of models registered without one).
+GLOBAL_IMAGE_SIZE = (256, 128)
+
+
+def default_image_size(name: str) -> tuple[int, int]:
+    """The input size a model is trained at by default: 384×192 for PCB, 256×128 otherwise.
+
+    Example:
+        >>> default_image_size("pcb"), default_image_size("resnet50")
+        ((384, 192), (256, 128))
+    """
+    return DEFAULT_IMAGE_SIZES.get(name, GLOBAL_IMAGE_SIZE)
+
+
 def available_models() -> list[str]:
     """Names accepted by :func:`build_model`.
 
