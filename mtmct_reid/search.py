@@ -326,7 +326,7 @@ def read_gallery_records(
     visual search only).
 
     Args:
-        gallery: dataset root or folder of images.
+        gallery: dataset root, folder of images, or CSV manifest (its ``gallery`` rows).
         layout: dataset layout (see ``read_dataset``); None detects it.
         pattern: file-name regex for the ``regex`` layout.
 
@@ -338,8 +338,15 @@ def read_gallery_records(
     from mtmct_reid.data.readers import read_dataset
 
     root = Path(gallery)
+    if root.is_file() and (root.suffix.lower() == ".csv" or layout == "manifest"):
+        records = read_dataset(root, layout=layout, pattern=pattern).split("gallery")
+        if len(records) == 0:
+            raise ReIDError(f"--gallery {root}: the manifest has no gallery rows")
+        return records
     if not root.is_dir():
-        raise ReIDError(f"--gallery {root}: not a folder (expected a dataset, images or a .npz)")
+        raise ReIDError(
+            f"--gallery {root}: not a folder (expected a dataset, images, a CSV manifest or a .npz)"
+        )
     images = sorted(
         p for p in root.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES
     )

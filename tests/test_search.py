@@ -342,6 +342,24 @@ def test_search_cli_finds_the_query_image_in_the_gallery(
         assert not (int(fields[1]) == cam and Path(fields[-1]).name.startswith(f"{pid:04d}_"))
 
 
+def test_a_csv_manifest_is_a_gallery_like_its_folder(tiny_network, checkpoint, tmp_path, capsys):
+    manifest = tmp_path / "cams.csv"
+    assert cli.main(["dataset", "export", str(tiny_network), "--out", str(manifest)]) == 0
+    query = sorted((tiny_network / "query").glob("*.jpg"))[0]
+    outputs = []
+    for gallery in (tiny_network, manifest):
+        code, stdout, stderr = _run(
+            capsys,
+            *("search", "--checkpoint", str(checkpoint), "--gallery", str(gallery)),
+            *("--query", str(query), "--cache", str(tmp_path / f"{gallery.name}.npz")),
+            *("--device", "cpu", "--top-k", "5"),
+        )
+        assert code == 0, stderr
+        ranked = [line.split() for line in stdout.splitlines() if line.lstrip()[:1].isdigit()]
+        outputs.append([(fields[1], fields[2], Path(fields[-1]).name) for fields in ranked])
+    assert len(outputs[0]) == 5 and outputs[0] == outputs[1]
+
+
 def test_search_cli_from_a_features_file_marks_matches(tmp_path, capsys):
     features = _lookalike_features()
     path = tmp_path / "features.npz"

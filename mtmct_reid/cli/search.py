@@ -46,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="DIR|FEATURES.npz",
-        help="dataset root (its gallery split), a folder of images, or a features file "
-        "(default with --features: that file's gallery)",
+        help="dataset root or CSV manifest (its gallery split), a folder of images, or a features "
+        "file (default with --features: that file's gallery)",
     )
     queries = parser.add_mutually_exclusive_group(required=True)
     queries.add_argument(
@@ -228,9 +228,15 @@ def run_search(args: argparse.Namespace) -> int:
         if args.checkpoint is None:
             raise ReIDError("--query images need --checkpoint to compute their features")
         _check_query_images(args.query)
-    gallery_is_file = args.gallery is not None and args.gallery.is_file()
-    if args.gallery is not None and not gallery_is_file and not args.gallery.is_dir():
-        raise ReIDError(f"--gallery {args.gallery}: no such folder or features file")
+    # A file is a features file, unless it is a dataset's CSV manifest.
+    gallery_is_file = (
+        args.gallery is not None
+        and args.gallery.is_file()
+        and args.gallery.suffix.lower() != ".csv"
+        and args.layout != "manifest"
+    )
+    if args.gallery is not None and not args.gallery.exists():
+        raise ReIDError(f"--gallery {args.gallery}: no such folder, manifest or features file")
     needs_model = args.query is not None or (args.gallery is not None and not gallery_is_file)
     if needs_model and args.checkpoint is None:
         raise ReIDError(f"--gallery {args.gallery}: extracting a folder needs --checkpoint")
