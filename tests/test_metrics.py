@@ -107,10 +107,48 @@ def test_chunks_sorted_on_several_threads_match_the_definition(monkeypatch):
     monkeypatch.setattr(metrics, "_usable_cores", lambda: 3)
     rng = np.random.default_rng(11)
     problem = random_problem(rng, 130, 9000, integer_scores=False)
-    assert problem[0].size >= metrics._PARALLEL_SORT_MIN_ELEMENTS
+    assert problem[0].size >= metrics._PARALLEL_MIN_ELEMENTS
     for protocol in ("standard", "streid"):
         expected = reference_metrics(*problem, protocol)
         result = evaluate_scores(*problem, protocol=protocol, chunk_size=130)
+        np.testing.assert_allclose(result.cmc, expected["cmc"], atol=1e-12)
+        assert result.mAP == pytest.approx(expected["mAP"], abs=1e-12)
+        assert result.mINP == pytest.approx(expected["mINP"], abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("rounding", "num_query", "chunk", "cores"),
+    [(None, 60, 17, 1), (1, 60, 17, 1), (1, 450, 450, 3)],
+)
+def test_rankings_with_matches_near_the_top_match_the_definition(
+    monkeypatch, rounding, num_query, chunk, cores
+):
+    # Real rankings put most matches near the top: then only the entries above each row's lowest
+    # match are sorted, never a whole row.
+    from mtmct_reid.retrieval import metrics
+
+    def whole_rows_sorted(*args, **kwargs):
+        raise AssertionError("sorted whole rows")
+
+    # Whole rows are sorted only before the binary searches over whole rows.
+    monkeypatch.setattr(metrics, "_searchsorted_rows", whole_rows_sorted)
+    monkeypatch.setattr(metrics, "_usable_cores", lambda: cores)  # 3: row blocks on threads
+    rng = np.random.default_rng(5)
+    problem = random_problem(rng, num_query, 2500, integer_scores=False)
+    scores, q_pids, q_cams, g_pids, g_cams = problem
+    assert (chunk * 2500 >= metrics._PARALLEL_MIN_ELEMENTS) == (cores > 1)
+    scores += 4.0 * (q_pids[:, None] == g_pids[None, :])
+    if rounding is not None:  # many ties, between matches and with others
+        scores = np.round(scores, rounding)
+    same_id = q_pids[:, None] == g_pids[None, :]
+    scores[(rng.random(scores.shape) < 0.01) & ~same_id] = -np.inf
+    scores[rng.random(scores.shape) < 0.002] = np.inf
+    scores = scores.astype(np.float32)
+    for protocol in ("standard", "streid"):
+        expected = reference_metrics(scores, q_pids, q_cams, g_pids, g_cams, protocol)
+        result = evaluate_scores(
+            scores, q_pids, q_cams, g_pids, g_cams, protocol=protocol, chunk_size=chunk
+        )
         np.testing.assert_allclose(result.cmc, expected["cmc"], atol=1e-12)
         assert result.mAP == pytest.approx(expected["mAP"], abs=1e-12)
         assert result.mINP == pytest.approx(expected["mINP"], abs=1e-12)

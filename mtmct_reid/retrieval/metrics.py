@@ -312,23 +312,21 @@ def good_ranks(
     junk_rows, junk_cols = rows[same_cam], cols[same_cam]
     good_rows, good_cols = rows[~same_cam], cols[~same_cam]
 
-    # Sorting keeps float32 (twice the speed of float64); integers and half floats become float64.
+    # float32 stays float32 (half the memory traffic); integers and half floats become float64.
     work_dtype = np.float32 if scores.dtype == np.float32 else np.float64
     work = np.array(scores, dtype=work_dtype, order="C", copy=True)
-    work[:, gallery_pids == -1] = -np.inf
-    work[junk_rows, junk_cols] = -np.inf
-    _sort_rows(work)
-    nan_rows = np.flatnonzero(np.isnan(work[:, -1]))  # NaN sorts last
+    nan_rows = np.flatnonzero(np.isnan(work).any(axis=1))
     if nan_rows.size:
         raise ReIDError(f"scores contain NaN (first in query row {nan_rows[0]} of this chunk)")
+    work[:, gallery_pids == -1] = -np.inf
+    work[junk_rows, junk_cols] = -np.inf
 
     good_scores = scores[good_rows, good_cols].astype(work_dtype)
-    lower = _searchsorted_rows(work, good_rows, good_scores, side="left")
-    upper = _searchsorted_rows(work, good_rows, good_scores, side="right")
-    ranks = num_gallery - upper + 1
-    # A good entry equal to another entry of the sorted row is tied with it (junk at -inf included):
+    greater, equal = _greater_and_equal(work, good_rows, good_scores)
+    ranks = greater + 1
+    # A good entry equal to another entry of its row is tied with it (junk at -inf included):
     # the valid entries of equal score and lower gallery index come before it.
-    tied = np.flatnonzero(upper - lower > 1)
+    tied = np.flatnonzero(equal > 1)
     if tied.size:
         ranks[tied] += _tied_before(
             scores, gallery_pids, junk_rows, junk_cols, good_rows[tied], good_cols[tied]
@@ -338,8 +336,79 @@ def good_ranks(
     return ranks[order], good_rows[order]
 
 
-#: Below this many elements a chunk is sorted in the calling thread (threads would cost more).
-_PARALLEL_SORT_MIN_ELEMENTS = 1 << 20
+def _greater_and_equal(
+    work: np.ndarray, rows: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each (row, value): how many entries of ``work[row]`` are greater, and how many equal.
+
+    ``rows`` must be non-decreasing. Large chunks are cut into row blocks counted on the usable
+    cores: numpy releases the GIL in the comparisons and sorts that take the time.
+    """
+    workers = min(_usable_cores(), 8, work.shape[0])
+    if workers < 2 or work.size < _PARALLEL_MIN_ELEMENTS:
+        return _count_block(work, rows, values)
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = np.linspace(0, work.shape[0], workers + 1).astype(np.int64)
+    cuts = np.searchsorted(rows, bounds)
+
+    def block(i: int) -> tuple[np.ndarray, np.ndarray]:
+        part = slice(cuts[i], cuts[i + 1])
+        return _count_block(work[bounds[i] : bounds[i + 1]], rows[part] - bounds[i], values[part])
+
+    with ThreadPoolExecutor(workers) as pool:
+        counted = list(pool.map(block, range(workers)))
+    return (
+        np.concatenate([greater for greater, _ in counted]),
+        np.concatenate([equal for _, equal in counted]),
+    )
+
+
+def _count_block(
+    work: np.ndarray, rows: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_greater_and_equal` of one block, in the calling thread.
+
+    Only entries at least as high as the lowest good score of their row can be greater or equal,
+    and on real rankings they are a small part of each row: those are gathered and sorted by (row,
+    value), which costs far less than sorting every row. When they are not few (a random ranking),
+    or the scores are not float32, the rows are sorted instead.
+    """
+    num_rows, width = work.shape
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    threshold = np.full(num_rows, np.nan, dtype=work.dtype)
+    np.fmin.at(threshold, rows, values)
+    candidates = work >= threshold[:, None]  # NaN threshold (no good entry): nothing
+    few = int(np.count_nonzero(candidates)) <= work.size // _CANDIDATE_FRACTION
+    if not few or work.dtype != np.float32:  # the keys below order float32 values
+        work.sort(axis=1)
+        lower = _searchsorted_rows(work, rows, values, side="left")
+        upper = _searchsorted_rows(work, rows, values, side="right")
+        return width - upper, upper - lower
+    cand_rows, cand_cols = np.nonzero(candidates)
+    # (row, value) as one integer whose order is that of the rows, then of the values: sorting the
+    # keys sorts each row's candidates, and equal keys are equal scores.
+    keys = np.sort(_row_value_keys(cand_rows, work[cand_rows, cand_cols]))
+    own = _row_value_keys(rows, values)
+    lower = np.searchsorted(keys, own, side="left")
+    upper = np.searchsorted(keys, own, side="right")
+    next_row = _row_value_keys(rows + 1, np.full(len(rows), -np.inf, dtype=np.float32))
+    return np.searchsorted(keys, next_row) - upper, upper - lower
+
+
+def _row_value_keys(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """uint64 keys ordered by row, then by float32 value (exactly; -0.0 equals 0.0)."""
+    bits = (values.astype(np.float32) + np.float32(0.0)).view(np.uint32)
+    negative = (bits >> np.uint32(31)).astype(bool)
+    ordered = np.where(negative, ~bits, bits | np.uint32(1 << 31))
+    return (rows.astype(np.uint64) << np.uint64(32)) | ordered.astype(np.uint64)
+
+
+#: Above one candidate in this many entries, :func:`_count_block` sorts whole rows.
+_CANDIDATE_FRACTION = 4
+#: Below this many elements a chunk is counted in the calling thread (threads would cost more).
+_PARALLEL_MIN_ELEMENTS = 1 << 20
 
 
 def _usable_cores() -> int:
@@ -347,24 +416,6 @@ def _usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _sort_rows(work: np.ndarray) -> None:
-    """Sort each row in place, blocks of rows on the usable cores: numpy's sort releases the GIL
-    but uses one core, and sorting is most of the metrics' time."""
-    workers = min(_usable_cores(), 8, work.shape[0])
-    if workers < 2 or work.size < _PARALLEL_SORT_MIN_ELEMENTS:
-        work.sort(axis=1)
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    bounds = np.linspace(0, work.shape[0], workers + 1).astype(int)
-    with ThreadPoolExecutor(workers) as pool:
-        list(
-            pool.map(
-                lambda b: work[b[0] : b[1]].sort(axis=1), zip(bounds[:-1], bounds[1:], strict=True)
-            )
-        )
 
 
 def _check_inputs(
