@@ -104,7 +104,7 @@ def test_chunks_sorted_on_several_threads_match_the_definition(monkeypatch):
     # Chunks above the threshold are sorted in row blocks on worker threads; force several.
     from mtmct_reid.retrieval import metrics
 
-    monkeypatch.setattr(metrics, "_usable_cores", lambda: 3)
+    monkeypatch.setattr(metrics, "usable_cores", lambda: 3)
     rng = np.random.default_rng(11)
     problem = random_problem(rng, 130, 9000, integer_scores=False)
     assert problem[0].size >= metrics._PARALLEL_MIN_ELEMENTS
@@ -132,7 +132,7 @@ def test_rankings_with_matches_near_the_top_match_the_definition(
 
     # Whole rows are sorted only before the binary searches over whole rows.
     monkeypatch.setattr(metrics, "_searchsorted_rows", whole_rows_sorted)
-    monkeypatch.setattr(metrics, "_usable_cores", lambda: cores)  # 3: row blocks on threads
+    monkeypatch.setattr(metrics, "usable_cores", lambda: cores)  # 3: row blocks on threads
     rng = np.random.default_rng(5)
     problem = random_problem(rng, num_query, 2500, integer_scores=False)
     scores, q_pids, q_cams, g_pids, g_cams = problem

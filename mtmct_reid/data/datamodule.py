@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from mtmct_reid._runtime import usable_cores
 from mtmct_reid.data.images import (
     IdentitySampler,
     ImageDataset,
@@ -42,11 +43,7 @@ def default_num_workers() -> int:
         >>> default_num_workers() >= 0
         True
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(0, min(8, cores - 1))
+    return max(0, min(8, usable_cores() - 1))
 
 
 def as_float(name: str, value: Any) -> float:

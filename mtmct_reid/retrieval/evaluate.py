@@ -25,7 +25,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from mtmct_reid._runtime import usable_cores
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.featureset import FeatureSet
 from mtmct_reid.retrieval.fusion import FusionParams, fuse, logistic_denominator
@@ -161,7 +161,7 @@ class FeatureSetScorer:
         )
         self.cams = np.concatenate([features.query.cams, features.gallery.cams])
         self.times = np.concatenate([features.query.times, features.gallery.times])
-        self._threads = _available_cores()
+        self._threads = min(usable_cores(), 8)
         #: Wall seconds spent so far, by phase (for ``--verbose`` timings).
         self.seconds = {"products": 0.0, "spatial-temporal fusion": 0.0}
         self._column_cache: dict[tuple[int | None, int | None], _Columns] = {}
@@ -395,13 +395,6 @@ class SymmetricRows:
             self._kept[(i, k)] = [block[:, bounds[k] : bounds[k + 1]].copy() for block in blocks]
         self._next_block += 1
         return tuple(blocks) if self.joint else blocks[0]
-
-
-def _available_cores() -> int:
-    try:
-        return max(1, min(len(os.sched_getaffinity(0)), 8))
-    except AttributeError:  # not on Linux
-        return max(1, min(os.cpu_count() or 1, 8))
 
 
 def normalise_rows(features: np.ndarray, *, in_place: bool = False) -> np.ndarray:

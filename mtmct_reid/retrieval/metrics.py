@@ -24,11 +24,11 @@ Two protocols:
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from mtmct_reid._runtime import usable_cores
 from mtmct_reid.errors import ReIDError
 
 log = logging.getLogger(__name__)
@@ -344,7 +344,7 @@ def _greater_and_equal(
     ``rows`` must be non-decreasing. Large chunks are cut into row blocks counted on the usable
     cores: numpy releases the GIL in the comparisons and sorts that take the time.
     """
-    workers = min(_usable_cores(), 8, work.shape[0])
+    workers = min(usable_cores(), 8, work.shape[0])
     if workers < 2 or work.size < _PARALLEL_MIN_ELEMENTS:
         return _count_block(work, rows, values)
     from concurrent.futures import ThreadPoolExecutor
@@ -409,13 +409,6 @@ def _row_value_keys(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
 _CANDIDATE_FRACTION = 4
 #: Below this many elements a chunk is counted in the calling thread (threads would cost more).
 _PARALLEL_MIN_ELEMENTS = 1 << 20
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _check_inputs(
