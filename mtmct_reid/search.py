@@ -553,20 +553,14 @@ def gallery_featureset_cached(
         (False, True)
     """
     from mtmct_reid.features import FeatureExtractor
-    from mtmct_reid.models.checkpoint import load_model_from_checkpoint
+    from mtmct_reid.models.checkpoint import checkpoint_image_size, load_model_from_checkpoint
 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise ReIDError(f"{checkpoint}: checkpoint not found")
     records = read_gallery_records(gallery_dir, layout=layout, pattern=pattern)
     if image_size is None:
-        loaded, hparams = load_model_from_checkpoint(checkpoint)
-        model = model if model is not None else loaded
-        if "image_size" not in hparams:
-            raise ReIDError(
-                f"{checkpoint}: checkpoint does not record its image size; pass an image size"
-            )
-        image_size = hparams["image_size"]
+        image_size = checkpoint_image_size(checkpoint)
     image_size = (int(image_size[0]), int(image_size[1]))
     key = gallery_cache_key(
         checkpoint, records, image_size=image_size, flip=flip, precision=precision

@@ -243,18 +243,19 @@ def run_search(args: argparse.Namespace) -> int:
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise ReIDError(f"--checkpoint {args.checkpoint}: checkpoint not found")
 
+    # The model is built only for query images; a folder gallery builds it on a cache miss.
     model = hparams = None
-    if needs_model:
+    if args.query is not None:
         from mtmct_reid.models.checkpoint import load_model_from_checkpoint
 
         model, hparams = load_model_from_checkpoint(args.checkpoint)
         if "image_size" not in hparams:
             raise ReIDError(f"{args.checkpoint}: checkpoint does not record its image size")
+    features = FeatureSet.load(args.features) if args.features is not None else None
 
     # Gallery.
     source = None
     if args.gallery is None:
-        features = FeatureSet.load(args.features)
         gallery, source = features.gallery, f"{args.features} (gallery)"
     elif gallery_is_file:
         gallery, _ = load_gallery_features(args.gallery)
@@ -266,7 +267,7 @@ def run_search(args: argparse.Namespace) -> int:
             args.cache,
             layout=args.layout,
             pattern=args.pattern,
-            image_size=hparams["image_size"],
+            image_size=None if hparams is None else hparams["image_size"],
             batch_size=args.batch_size,
             device=args.device,
             model=model,
@@ -275,8 +276,7 @@ def run_search(args: argparse.Namespace) -> int:
         source = f"{args.gallery} ({'cached' if cached.from_cache else 'extracted'}: {cached.cache_path})"
 
     # Queries.
-    if args.features is not None:
-        features = FeatureSet.load(args.features)
+    if features is not None:
         rows = np.asarray(args.query_index, dtype=np.int64)
         bad = rows[(rows < 0) | (rows >= len(features.query))]
         if bad.size:

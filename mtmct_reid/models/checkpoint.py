@@ -121,6 +121,21 @@ def load_model_from_checkpoint(path: str | os.PathLike) -> tuple[ReIDModel, dict
     return model, hparams
 
 
+def checkpoint_image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """The ``(height, width)`` a checkpoint was trained at, without building its model.
+
+    Example:
+        >>> checkpoint_image_size("last.ckpt")  # doctest: +SKIP
+        (384, 192)
+    """
+    path = Path(path)
+    checkpoint = read_checkpoint(path)
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(hparams, Mapping) or "image_size" not in hparams:
+        raise ReIDError(f"{path}: checkpoint does not record its image size")
+    return _image_size(path, hparams["image_size"])
+
+
 def _image_size(path: Path, value: Any) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in value)
