@@ -31,14 +31,13 @@ from mtmct_reid.features import normalize_parts
 from mtmct_reid.featureset import FeatureSet, FeatureSide
 from mtmct_reid.models import build_model
 from mtmct_reid.retrieval.fusion import FusionParams
-from mtmct_reid.retrieval.transit import TransitTimeModel
+from mtmct_reid.retrieval.transit import TRANSIT_FILE, TransitTimeModel
 
 log = logging.getLogger(__name__)
 
 SCHEDULES = ("step", "warmup_step")
 PROTOCOLS = ("standard", "streid")
 #: Files written beside the checkpoints (in the logger's version folder).
-TRANSIT_FILE = "transit_time.npz"
 TEST_JSON = "test_results.json"
 TEST_MARKDOWN = "test_results.md"
 TEST_FEATURES = "features.npz"

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from mtmct_reid.cli import add_layout_arguments
+from mtmct_reid.retrieval.transit import TRANSIT_FILE
 
 log = logging.getLogger(__name__)
 
 #: File looked for beside a checkpoint (and one folder up) when no --st-model is given.
-ST_MODEL_NAME = "transit_time.npz"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -92,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="ST.npz",
-        help=f"transit-time model (default: {ST_MODEL_NAME} beside the checkpoint, if any)",
+        help=f"transit-time model (default: {TRANSIT_FILE} beside the checkpoint, if any)",
     )
     st.add_argument("--no-st", action="store_true", help="rank by appearance only")
     parser.add_argument(
@@ -158,7 +158,7 @@ def _find_st_model(args: argparse.Namespace) -> Path | None:
         return args.st_model
     if args.checkpoint is not None:
         for folder in (args.checkpoint.parent, args.checkpoint.parent.parent):
-            candidate = folder / ST_MODEL_NAME
+            candidate = folder / TRANSIT_FILE
             if candidate.is_file():
                 log.info("using the transit-time model %s found beside the checkpoint", candidate)
                 return candidate

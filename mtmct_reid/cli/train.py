@@ -569,7 +569,7 @@ def run_train(args: argparse.Namespace) -> int:
     import lightning as L
     from lightning.pytorch.utilities import rank_zero_only
 
-    from mtmct_reid.retrieval.transit import TransitTimeModel
+    from mtmct_reid.retrieval.transit import TRANSIT_FILE, TransitTimeModel
 
     _route_lightning_logs()
 
@@ -615,7 +615,7 @@ def run_train(args: argparse.Namespace) -> int:
         shown = f" (val/mAP {100 * float(best_score):.2f}%)" if best_score is not None else ""
         print(f"best checkpoint: {Path(best_path)}{shown}")
     if module.st_model is not None:
-        print(f"transit-time model: {log_dir / 'transit_time.npz'}")
+        print(f"transit-time model: {log_dir / TRANSIT_FILE}")
     if module.test_report is not None:
         print(module.test_report.format_table())
     return 0

@@ -35,6 +35,7 @@ import numpy as np
 
 from mtmct_reid._io import write_json, write_text
 from mtmct_reid.errors import ReIDError
+from mtmct_reid.retrieval.transit import TRANSIT_FILE
 
 if TYPE_CHECKING:
     from mtmct_reid.data.records import Records
@@ -52,7 +53,7 @@ DEMO_FORMAT = "mtmct-reid-demo"
 NETWORK_FOLDER = "network"
 LOGS_FOLDER = "lightning_logs"
 FEATURES_NAME = "features.npz"
-TRANSIT_NAME = "transit_time.npz"
+TRANSIT_NAME = TRANSIT_FILE
 TRANSIT_PLOT_NAME = "transit_time.png"
 RANK_LIST_PREFIX = "rank_list"
 REPORT_MD = "report.md"

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.ndimage import convolve1d
 
 from mtmct_reid._io import npz_array, open_npz, save_npz
 from mtmct_reid.errors import ReIDError
@@ -45,6 +44,8 @@ log = logging.getLogger(__name__)
 #: Value of the ``format`` array of a saved model, checked on load.
 FORMAT_NAME = "mtmct-reid-transit"
 FORMAT_VERSION = 1
+#: Name of the model file beside a training run's checkpoints (and in the demo's output).
+TRANSIT_FILE = "transit_time.npz"
 
 #: Largest number of table entries (cameras² × bins) a fit may allocate: two float64 tables of this
 #: size take 1 GiB. Beyond it the bin width is almost certainly wrong for the clock's unit.
@@ -299,6 +300,8 @@ class TransitTimeModel:
         probabilities = np.zeros_like(counts)
         observed = pair_ids.reshape(-1) > 0
         rows = counts.reshape(c * c, num_bins)[observed]
+        from scipy.ndimage import convolve1d  # scipy only when fitting
+
         smoothed = convolve1d(
             rows, gaussian_kernel(sigma_bins, truncate), axis=1, mode="constant", cval=0.0
         )
