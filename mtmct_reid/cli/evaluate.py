@@ -7,6 +7,8 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from mtmct_reid.retrieval.metrics import PROTOCOLS  # numpy only
+
     parser = subparsers.add_parser(
         "evaluate",
         help="rank the gallery for every query of a features file and report mAP, CMC, mINP",
@@ -30,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rerank", action="store_true", help="add k-reciprocal re-ranked modes")
     parser.add_argument(
         "--protocol",
-        choices=("standard", "streid"),
+        choices=PROTOCOLS,
         default="standard",
         help="standard: non-interpolated AP over queries with a match; streid: trapezoid AP "
         "over all queries, as the st-ReID code reports (standard)",

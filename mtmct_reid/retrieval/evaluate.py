@@ -37,7 +37,13 @@ from tqdm.auto import tqdm
 from mtmct_reid._runtime import usable_cores
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.featureset import FeatureSet
-from mtmct_reid.retrieval.fusion import FusionParams, fuse, logistic_denominator
+from mtmct_reid.retrieval.fusion import (
+    DEFAULT_FUSION,
+    FusionParams,
+    fuse,
+    fuse_denominator,
+    logistic_denominator,
+)
 from mtmct_reid.retrieval.metrics import (
     NO_VALID_QUERY_HINT,
     RankingResult,
@@ -53,7 +59,6 @@ log = logging.getLogger(__name__)
 MODES = ("visual", "visual+st", "visual+rerank", "visual+st+rerank")
 #: Query rows scored at once (a [chunk, gallery] float32 block per mode).
 DEFAULT_CHUNK_SIZE = 512
-_DEFAULT_FUSION = FusionParams()
 #: Rows normalised at once by :func:`normalise_rows`.
 _NORM_BLOCK = 1024
 #: Sample pairs whose features are gathered at once by :meth:`FeatureSetScorer.pairs`.
@@ -69,9 +74,10 @@ _WINDOW_FRACTION = 0.5
 
 @dataclass(frozen=True)
 class _Columns:
-    """Cameras and times of a set of score columns, with the columns' order by time."""
+    """Camera indices (in the transit-time model) and times of a set of score columns, with the
+    columns' order by time."""
 
-    cams: np.ndarray
+    cam_index: np.ndarray
     times: np.ndarray
     order: np.ndarray
     sorted_times: np.ndarray
@@ -147,7 +153,7 @@ class FeatureSetScorer:
         features: FeatureSet,
         *,
         st_model: TransitTimeModel | None = None,
-        fusion: FusionParams = _DEFAULT_FUSION,
+        fusion: FusionParams = DEFAULT_FUSION,
         source: str = "features",
     ) -> None:
         self.num_query = len(features.query)
@@ -165,11 +171,14 @@ class FeatureSetScorer:
         #: Wall seconds spent so far, by phase (for ``--verbose`` timings).
         self.seconds = {"products": 0.0, "spatial-temporal fusion": 0.0}
         self._column_cache: dict[tuple[int | None, int | None], _Columns] = {}
+        #: Index of each sample's camera in the transit-time model, checked once here so that the
+        #: lookups of the score blocks need not check them again.
+        self._cam_index: np.ndarray | None = None
         if st_model is not None:
             check_st_inputs(features, st_model, source=source)
-            num_bins = np.asarray(st_model.probabilities).shape[2]
+            self._cam_index = st_model.camera_index(self.cams, f"{source} cams")
             # One bin of margin: rounding of the time differences cannot reach past it.
-            self._st_window = (num_bins + 1) * float(st_model.bin_width)
+            self._st_window = (st_model.num_bins + 1) * float(st_model.bin_width)
             self._st_zero_denominator = logistic_denominator(
                 np.float32(0), fusion.lambda1, fusion.gamma1
             )
@@ -209,15 +218,11 @@ class FeatureSetScorer:
             )
         joint_scores = None
         if joint:
-            joint_scores = fused_scores(
-                similarity,
-                self.cams[rows],
-                self.times[rows],
-                self.cams[cols],
-                self.times[cols],
-                self._model(),
-                self.fusion,
+            cam_index = self._checked_cam_index()
+            probability = self._model()._probability_at(
+                cam_index[rows], self.times[rows], cam_index[cols], self.times[cols]
             )
+            joint_scores = fuse(similarity, probability, self.fusion)
         return self._select(similarity, joint_scores, visual, joint)
 
     def _block(
@@ -251,7 +256,6 @@ class FeatureSetScorer:
         self.seconds["products"] += time.perf_counter() - tic
         if joint_out is None:
             return
-        self._model()
         columns = self._columns(cols)
         # A few rows at a time, the temporaries stay in the cache instead of being fresh,
         # page-faulted mappings; numpy releases the GIL in its loops, so row groups run on all
@@ -276,9 +280,9 @@ class FeatureSetScorer:
         key = (cols.start, cols.stop)
         columns = self._column_cache.get(key)
         if columns is None:
-            cams, times = self.cams[cols], self.times[cols]
+            cam_index, times = self._checked_cam_index()[cols], self.times[cols]
             order = np.argsort(times, kind="stable")
-            columns = _Columns(cams, times, order, times[order])
+            columns = _Columns(cam_index, times, order, times[order])
             # All samples and the gallery are asked for again and again; other ranges are not.
             if key in ((None, None), (0, None), (self.num_query, None)):
                 self._column_cache[key] = columns
@@ -288,21 +292,24 @@ class FeatureSetScorer:
         self, rows: np.ndarray, columns: _Columns, similarity: np.ndarray, out: np.ndarray
     ) -> None:
         """Joint scores of ``rows`` against ``columns`` into ``out``, equal to
-        ``fuse(similarity, model.probability(...))``.
+        ``fuse(similarity, model.probability(...))`` (the cameras were checked once, in ``__init__``).
 
         The transit probability is 0 past the model's last bin, so only the columns within
         ``(bins + 1) · bin_width`` of a row's time (a range of the time-sorted columns) are looked up;
         every other entry takes the spatial-temporal denominator of probability 0.
         """
         model, fusion = self._model(), self.fusion
-        row_cams, row_times = self.cams[rows], self.times[rows]
+        row_index, row_times = self._checked_cam_index()[rows], self.times[rows]
         lo = np.searchsorted(columns.sorted_times, row_times - self._st_window, side="left")
         hi = np.searchsorted(columns.sorted_times, row_times + self._st_window, side="right")
         counts = hi - lo
         total = int(counts.sum())
         if total > _WINDOW_FRACTION * similarity.size:
-            probability = model.probability(
-                row_cams[:, None], row_times[:, None], columns.cams[None, :], columns.times[None, :]
+            probability = model._probability_at(
+                row_index[:, None],
+                row_times[:, None],
+                columns.cam_index[None, :],
+                columns.times[None, :],
             )
             st_denominator = logistic_denominator(probability, fusion.lambda1, fusion.gamma1)
         else:
@@ -310,24 +317,27 @@ class FeatureSetScorer:
             pair_rows = np.repeat(np.arange(len(rows)), counts)
             offsets = np.repeat(lo - (np.cumsum(counts) - counts), counts)
             pair_cols = columns.order[offsets + np.arange(total)]
-            probability = model.probability(
-                row_cams[pair_rows],
+            probability = model._probability_at(
+                row_index[pair_rows],
                 row_times[pair_rows],
-                columns.cams[pair_cols],
+                columns.cam_index[pair_cols],
                 columns.times[pair_cols],
             )
             st_denominator[pair_rows, pair_cols] = logistic_denominator(
                 probability, fusion.lambda1, fusion.gamma1
             )
-        logistic_denominator(similarity, fusion.lambda0, fusion.gamma0, out=out)
-        with np.errstate(over="ignore"):
-            out *= st_denominator
-        np.reciprocal(out, out=out)
+        fuse_denominator(similarity, st_denominator, fusion, out=out)
 
     def _model(self) -> TransitTimeModel:
         if self.st_model is None:
             raise ReIDError("joint scores need a transit-time model (st_model)")
         return self.st_model
+
+    def _checked_cam_index(self) -> np.ndarray:
+        """The samples' camera indices in the transit-time model (raises without a model)."""
+        self._model()
+        assert self._cam_index is not None  # set with the model in __init__
+        return self._cam_index
 
     @staticmethod
     def _select(
@@ -428,7 +438,7 @@ def fused_scores(
     cams_b: np.ndarray,
     times_b: np.ndarray,
     st_model: TransitTimeModel,
-    fusion: FusionParams = _DEFAULT_FUSION,
+    fusion: FusionParams = DEFAULT_FUSION,
     *,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -479,7 +489,7 @@ def evaluate_featureset(
     st_model: TransitTimeModel | None = None,
     rerank: bool = False,
     protocol: str = "standard",
-    fusion: FusionParams = _DEFAULT_FUSION,
+    fusion: FusionParams = DEFAULT_FUSION,
     k1: int = 20,
     k2: int = 6,
     lambda_value: float = 0.3,

@@ -49,8 +49,8 @@ class FusionParams:
                 raise ReIDError(f"fusion {name} must be > 0, got {value!r}")
 
 
-#: The reference values of st-ReID (the default of :func:`fuse`).
-_REFERENCE_PARAMS = FusionParams()
+#: The reference values of st-ReID (the default of :func:`fuse` and of the evaluation).
+DEFAULT_FUSION = FusionParams()
 
 
 def logistic(x: np.ndarray | float, lam: float, gamma: float) -> np.ndarray:
@@ -109,7 +109,7 @@ def logistic_denominator(
 def fuse(
     similarity: np.ndarray,
     st_probability: np.ndarray,
-    params: FusionParams = _REFERENCE_PARAMS,
+    params: FusionParams = DEFAULT_FUSION,
     *,
     out: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -149,7 +149,33 @@ def fuse(
             f"fuse: out has shape {out.shape} and dtype {out.dtype}, expected float32 {similarity.shape}"
         )
     st_denominator = logistic_denominator(st_probability, params.lambda1, params.gamma1)
+    return fuse_denominator(similarity, st_denominator, params, out=out)
+
+
+def fuse_denominator(
+    similarity: np.ndarray, st_denominator: np.ndarray, params: FusionParams, *, out: np.ndarray
+) -> np.ndarray:
+    """Joint score ``1 / (d0 · st_denominator)`` into ``out``, ``d0`` being the visual cue's
+    :func:`logistic_denominator`: the end of :func:`fuse`, for callers that build the
+    spatial-temporal denominator themselves (e.g. sparsely). No checks.
+
+    Args:
+        similarity: visual similarities, ``out``'s shape.
+        st_denominator: float32 spatial-temporal denominators, broadcastable to ``out``'s shape
+            (computed before ``out`` is written, as ``out`` may be ``similarity`` itself).
+        params: the logistic parameters (λ0, γ0 are used).
+        out: float32 array of ``similarity``'s shape for the result.
+
+    Returns:
+        ``out``.
+
+    Example:
+        >>> d1 = logistic_denominator(np.zeros(1, np.float32), 2.0, 5.0)
+        >>> fuse_denominator(np.zeros(1, np.float32), d1, DEFAULT_FUSION, out=np.empty(1, np.float32))
+        array([0.16666667], dtype=float32)
+    """
     logistic_denominator(similarity, params.lambda0, params.gamma0, out=out)
+    # d0 · d1 overflows to inf for very negative inputs; the joint score 1 / inf = 0 is the limit.
     with np.errstate(over="ignore"):
         out *= st_denominator
     return np.reciprocal(out, out=out)

@@ -617,23 +617,9 @@ def _float32_at_least(values: np.ndarray) -> np.ndarray:
 
 
 def _row_dots(features: np.ndarray, rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """float32 scores of ``rows[r]`` with each of ``candidates[r]``."""
-    out = np.empty(candidates.shape, dtype=np.float32)
-
-    def work(lo: int, hi: int) -> None:
-        # One small gather + matrix-vector product per row: far cheaper than gathering a [b, c, D]
-        # block, and numpy releases the GIL in both, so threads split the rows.
-        for r in range(lo, hi):
-            np.matmul(features[candidates[r]], features[rows[r]], out=out[r])
-
-    threads = min(_num_threads(), max(1, len(rows) // 64))
-    if threads == 1:
-        work(0, len(rows))
-        return out
-    bounds = np.linspace(0, len(rows), threads + 1).astype(int)
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(work, bounds[:-1], bounds[1:]))
-    return out
+    """float32 scores of ``rows[r]`` with each of ``candidates[r]`` (``rows`` distinct), [b, c]."""
+    pair_rows = np.repeat(rows, candidates.shape[1])
+    return _pair_dots(features, pair_rows, candidates.reshape(-1)).reshape(candidates.shape)
 
 
 def _num_threads() -> int:
@@ -643,18 +629,23 @@ def _num_threads() -> int:
 
 
 def _pair_dots(features: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """float32 scores of the pairs (rows[p], cols[p]); ``rows`` sorted."""
+    """float32 scores of the pairs (rows[p], cols[p]); equal rows consecutive (e.g. sorted)."""
     out = np.empty(len(rows), dtype=np.float32)
     if not len(rows):
         return out
-    starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
-    stops = np.r_[starts[1:], len(rows)]
+    starts = np.flatnonzero(np.concatenate(([True], rows[1:] != rows[:-1])))
+    stops = np.append(starts[1:], len(rows))
 
     def work(lo: int, hi: int) -> None:
+        # One small gather + matrix-vector product per row: far cheaper than gathering a [p, D]
+        # block, and numpy releases the GIL in both, so threads split the rows.
         for start, stop in zip(starts[lo:hi].tolist(), stops[lo:hi].tolist(), strict=True):
             np.matmul(features[cols[start:stop]], features[rows[start]], out=out[start:stop])
 
     threads = min(_num_threads(), max(1, len(starts) // 64))
+    if threads == 1:
+        work(0, len(starts))
+        return out
     bounds = np.linspace(0, len(starts), threads + 1).astype(int)
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(work, bounds[:-1], bounds[1:]))

@@ -265,7 +265,7 @@ class TransitTimeModel:
             )
 
         c = known.size
-        visit_times, _ = _visit_table(pids_a, np.searchsorted(known, cams_a), times_a, c)
+        visit_times = _visit_table(pids_a, np.searchsorted(known, cams_a), times_a, c)
         # Every ordered pair of cameras of every identity at once: [P, C, C] differences, NaN where
         # either visit is absent.
         diff = visit_times[:, :, None] - visit_times[:, None, :]
@@ -416,11 +416,6 @@ class TransitTimeModel:
         """Number of ordered camera pairs with at least one identity."""
         return int(np.count_nonzero(self.observed))
 
-    @property
-    def bin_starts(self) -> np.ndarray:
-        """float64 [B]: time difference at which each bin starts (``b · bin_width``)."""
-        return np.arange(self.num_bins) * self.bin_width
-
     def camera_index(self, cams: np.ndarray, where: str = "cameras") -> np.ndarray:
         """Indices 0..C-1 of camera ids (any shape); unknown cameras raise :class:`ReIDError`.
 
@@ -485,6 +480,17 @@ class TransitTimeModel:
         """
         index_a = self.camera_index(cams_a, "cams_a")
         index_b = self.camera_index(cams_b, "cams_b")
+        return self._probability_at(index_a, times_a, index_b, times_b)
+
+    def _probability_at(
+        self,
+        index_a: np.ndarray,
+        times_a: np.ndarray,
+        index_b: np.ndarray,
+        times_b: np.ndarray,
+    ) -> np.ndarray:
+        """:meth:`probability` of camera indices already checked by :meth:`camera_index`, for
+        callers that look up many blocks of the same cameras (the indices are not re-checked)."""
         times_a = np.asarray(times_a, dtype=np.float64)
         times_b = np.asarray(times_b, dtype=np.float64)
         for name, values in (("times_a", times_a), ("times_b", times_b)):
@@ -641,12 +647,9 @@ class TransitTimeModel:
 
 def _visit_table(
     pids: np.ndarray, cam_index: np.ndarray, times: np.ndarray, num_cameras: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean time of each identity in each camera, as a dense [P, C] table (NaN: no visit).
-
-    Returns:
-        ``(visit_times [P, C], person_ids [P])``.
-    """
+) -> np.ndarray:
+    """Mean time of each identity in each camera, as a dense [P, C] table (NaN: no visit), one row
+    per distinct id of ``pids`` in increasing order."""
     person_ids, person = np.unique(pids, return_inverse=True)
     key = person.reshape(-1) * num_cameras + cam_index
     size = person_ids.size * num_cameras
@@ -654,4 +657,4 @@ def _visit_table(
     images = np.bincount(key, minlength=size)
     with np.errstate(invalid="ignore", divide="ignore"):
         visit_times = np.where(images > 0, total / images, np.nan)
-    return visit_times.reshape(person_ids.size, num_cameras), person_ids
+    return visit_times.reshape(person_ids.size, num_cameras)
