@@ -14,3 +14,15 @@ class ReIDError(Exception):
     Example:
         >>> raise ReIDError("features.npz: missing array 'query_pids' (expected int64 [Nq])")
     """
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none), for one-line
+    errors that quote a library's own reason.
+
+    Example:
+        >>> first_line(OSError("truncated file\\nmore detail"))
+        'truncated file'
+    """
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -19,7 +19,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from mtmct_reid.data.images import ImageDataset, ImageSource, build_transforms, parse_image_size
+from mtmct_reid.data.image_size import as_image_size
+from mtmct_reid.data.images import ImageDataset, ImageSource, build_transforms
 from mtmct_reid.data.records import Records
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.featureset import FeatureSet, FeatureSide
@@ -78,6 +79,39 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
+def reid_features(
+    extract: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, *, flip: bool = True
+) -> torch.Tensor:
+    """The st-ReID test feature of a batch: part features [B, P, Dp] of each image (plus those of its
+    horizontal mirror), each part L2-normalised and scaled by 1/√P, as float32 [B, P·Dp].
+
+    Args:
+        extract: the model's part-feature function (``ReIDModel.extract``).
+        images: a transformed batch [B, 3, H, W].
+        flip: add the mirror's part features.
+
+    Example:
+        >>> feats = reid_features(model.extract, batch)  # doctest: +SKIP
+    """
+    if not flip:
+        return normalize_parts(extract(images).float())
+    parts = extract(torch.cat([images, images.flip(3)])).float()
+    return normalize_parts(parts[: len(images)] + parts[len(images) :])
+
+
+def feature_metadata(
+    model: torch.nn.Module, image_size: Sequence[int], flip: bool
+) -> dict[str, Any]:
+    """The metadata a features file carries: model, backbone, ``"HxW"`` input, parts, flip."""
+    return {
+        "model": getattr(model, "model_name", type(model).__name__),
+        "backbone": getattr(model, "backbone_name", ""),
+        "image_size": f"{image_size[0]}x{image_size[1]}",
+        "num_parts": int(getattr(model, "num_parts", 1)),
+        "flip": bool(flip),
+    }
+
+
 class FeatureExtractor:
     """Turn images into normalised test features with a re-id model.
 
@@ -122,11 +156,7 @@ class FeatureExtractor:
             raise ReIDError(f"batch_size must be positive, got {batch_size}")
         if num_workers < 0:
             raise ReIDError(f"num_workers must be >= 0, got {num_workers}")
-        self.image_size = (
-            parse_image_size(image_size)
-            if isinstance(image_size, str)
-            else (int(image_size[0]), int(image_size[1]))
-        )
+        self.image_size = as_image_size(image_size)
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.channels_last = channels_last
@@ -156,19 +186,20 @@ class FeatureExtractor:
         """Features [N, D] float32 of every row of ``records``, in row order."""
         return self._run(ImageDataset(records, self.transform), progress, "extract")
 
+    def metadata(self) -> dict[str, Any]:
+        """What a features file records of how its features were made."""
+        return {
+            **feature_metadata(self.model, self.image_size, self.flip),
+            "precision": self.precision,
+        }
+
     def embed_batch(self, batch: torch.Tensor) -> torch.Tensor:
         """Normalised features [B, D] (float32, on the device) of an already transformed batch."""
         batch = batch.to(self.device, non_blocking=True)
         if self.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        if self.flip:
-            batch = torch.cat([batch, batch.flip(3)])
         with torch.inference_mode(), self._autocast():
-            parts = self.model.extract(batch).float()
-        if self.flip:
-            half = parts.shape[0] // 2
-            parts = parts[:half] + parts[half:]
-        return normalize_parts(parts)
+            return reid_features(self.model.extract, batch, flip=self.flip)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "bf16":
@@ -192,10 +223,7 @@ class FeatureExtractor:
         start = time.perf_counter()
         done = 0
         try:
-            with (
-                torch.inference_mode(),
-                tqdm(total=n, unit="img", desc=desc, disable=not progress, leave=False) as bar,
-            ):
+            with tqdm(total=n, unit="img", desc=desc, disable=not progress, leave=False) as bar:
                 for images, _labels, rows in loader:
                     _check_rows(dataset, rows, done)
                     feats = self.embed_batch(images).cpu().numpy()
@@ -208,7 +236,7 @@ class FeatureExtractor:
             self.model.train(was_training)
         elapsed = time.perf_counter() - start
         log.info("extracted %d features in %.1fs (%.1f img/s)", n, elapsed, n / max(elapsed, 1e-9))
-        return out if out is not None else np.zeros((0, self.feature_dim), dtype=np.float32)
+        return out
 
 
 def _check_rows(dataset: ImageDataset, rows: torch.Tensor, start: int) -> None:
@@ -266,14 +294,5 @@ def extract_featureset(
         )
         for part, side in ((feats[: len(query)], query), (feats[len(query) :], gallery))
     ]
-    height, width = extractor.image_size
-    meta: dict[str, Any] = {
-        "model": getattr(model, "model_name", type(model).__name__),
-        "backbone": getattr(model, "backbone_name", ""),
-        "image_size": f"{height}x{width}",
-        "num_parts": int(getattr(model, "num_parts", 1)),
-        "flip": bool(extractor.flip),
-        "precision": extractor.precision,
-    }
-    meta.update(metadata or {})
+    meta = {**extractor.metadata(), **(metadata or {})}
     return FeatureSet(query=sides[0], gallery=sides[1], metadata=meta)

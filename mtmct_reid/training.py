@@ -25,18 +25,19 @@ import torch.nn.functional as F
 
 from mtmct_reid._io import write_json, write_text
 from mtmct_reid.data.datamodule import as_bool, as_float, as_int
+from mtmct_reid.data.image_size import as_image_size
 from mtmct_reid.data.records import Records
 from mtmct_reid.errors import ReIDError
-from mtmct_reid.features import normalize_parts
+from mtmct_reid.features import feature_metadata, reid_features
 from mtmct_reid.featureset import FeatureSet, FeatureSide
 from mtmct_reid.models import build_model
 from mtmct_reid.retrieval.fusion import FusionParams
+from mtmct_reid.retrieval.metrics import PROTOCOLS
 from mtmct_reid.retrieval.transit import TRANSIT_FILE, TransitTimeModel
 
 log = logging.getLogger(__name__)
 
 SCHEDULES = ("step", "warmup_step")
-PROTOCOLS = ("standard", "streid")
 #: Files written beside the checkpoints (in the logger's version folder).
 TEST_JSON = "test_results.json"
 TEST_MARKDOWN = "test_results.md"
@@ -317,11 +318,7 @@ class ReIDLightningModule(L.LightningModule):
             num_classes is not None,
             "num_classes is required: the number of training identities (ReIDDataModule.num_classes)",
         )
-        try:
-            height, width = (int(v) for v in image_size)
-        except (TypeError, ValueError):
-            raise ReIDError(f"image_size {image_size!r}: expected [height, width]") from None
-        _check(height > 0 and width > 0, f"image_size {image_size!r}: expected positive sizes")
+        height, width = as_image_size(image_size)
         # Options may come from YAML, where "5e-4" is a string: convert, or name the bad option.
         num_classes = as_int("num_classes", num_classes, minimum=1)
         last_stride = as_int("last_stride", last_stride, minimum=1)
@@ -570,13 +567,7 @@ class ReIDLightningModule(L.LightningModule):
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Test features [B, P·Dp] of a batch: part features of the image and of its mirror summed,
         each part L2-normalised and scaled by 1/√P (:func:`~mtmct_reid.features.normalize_parts`)."""
-        images = self._layout(images)
-        if self.hparams.flip_test:
-            parts = self.model.extract(torch.cat([images, images.flip(3)])).float()
-            parts = parts[: len(images)] + parts[len(images) :]
-        else:
-            parts = self.model.extract(images).float()
-        return normalize_parts(parts)
+        return reid_features(self.model.extract, self._layout(images), flip=self.hparams.flip_test)
 
     def _collect(self, batch: Sequence[torch.Tensor]) -> None:
         images, _pids, rows = batch
@@ -627,14 +618,7 @@ class ReIDLightningModule(L.LightningModule):
                 len(sides[1]),
             )
             return None
-        height, width = self.hparams.image_size
-        metadata = {
-            "model": self.hparams.model,
-            "backbone": self.hparams.backbone,
-            "image_size": f"{height}x{width}",
-            "num_parts": int(self.model.num_parts),
-            "flip": bool(self.hparams.flip_test),
-        }
+        metadata = feature_metadata(self.model, self.hparams.image_size, self.hparams.flip_test)
         return FeatureSet(query=sides[0], gallery=sides[1], metadata=metadata)
 
     def _evaluate(self, features: FeatureSet, *, rerank: bool, stage: str) -> Any:
@@ -667,9 +651,9 @@ class ReIDLightningModule(L.LightningModule):
         )
 
     def on_validation_epoch_end(self) -> None:
-        rows, features = self._gathered()
         if self.trainer.sanity_checking:
-            return  # a couple of batches: no meaningful ranking
+            return  # a couple of batches: no meaningful ranking (every rank skips the gather)
+        rows, features = self._gathered()
         featureset = self._featureset(rows, features)
         report = (
             None

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
-
-_SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,25 +49,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_synth)
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    from mtmct_reid.errors import ReIDError
-
-    match = _SIZE.match(text)
-    if not match:
-        raise ReIDError(f"--image-size '{text}': expected HEIGHTxWIDTH in pixels, e.g. 128x64")
-    return int(match.group(1)), int(match.group(2))
-
-
 def run_synth(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from mtmct_reid.data.image_size import parse_image_size
     from mtmct_reid.data.synth import SynthConfig, generate_network
 
     config = SynthConfig(
         num_ids=args.ids,
         num_cameras=args.cameras,
         seed=args.seed,
-        image_size=_parse_size(args.image_size),
+        image_size=parse_image_size(args.image_size, label="--image-size"),
     )
     if args.lookalike_fraction is not None:
         config = dataclasses.replace(config, lookalike_fraction=args.lookalike_fraction)

@@ -21,11 +21,11 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from mtmct_reid._runtime import usable_cores
+from mtmct_reid.data.image_size import as_image_size
 from mtmct_reid.data.images import (
     IdentitySampler,
     ImageDataset,
     build_transforms,
-    parse_image_size,
 )
 from mtmct_reid.data.records import Records
 from mtmct_reid.errors import ReIDError
@@ -93,18 +93,6 @@ def as_bool(name: str, value: Any) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise ReIDError(f"{name} must be true or false, got {value!r}")
-
-
-def _image_size(value: Any) -> tuple[int, int]:
-    if isinstance(value, str):
-        return parse_image_size(value)
-    try:
-        height, width = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise ReIDError(f"image_size {value!r}: expected HEIGHTxWIDTH or [height, width]") from None
-    if height < 1 or width < 1:
-        raise ReIDError(f"image_size {value!r}: height and width must be positive")
-    return height, width
 
 
 class IdentityBatchSampler(DistributedSampler):
@@ -228,7 +216,7 @@ class ReIDDataModule(L.LightningDataModule):
             raise ReIDError(
                 "give the data as exactly one of data_dir (a dataset folder) or records"
             )
-        height, width = _image_size(image_size)
+        height, width = as_image_size(image_size)
         if sampler not in SAMPLERS:
             raise ReIDError(f"sampler '{sampler}': expected one of {', '.join(SAMPLERS)}")
         batch_size = as_int("batch_size", batch_size, minimum=1)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -19,8 +18,10 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 from torchvision.transforms import InterpolationMode, v2
 
+# Re-exported: parse_image_size has always been importable from here.
+from mtmct_reid.data.image_size import parse_image_size as parse_image_size
 from mtmct_reid.data.records import Records
-from mtmct_reid.errors import ReIDError
+from mtmct_reid.errors import ReIDError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -32,23 +33,6 @@ ImageSource = str | os.PathLike | Image.Image
 
 # PIL signals an unreadable file with any of these (truncated JPEG, not an image, too large, missing).
 _IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
-_SIZE = re.compile(r"^\s*(\d+)\s*[xX×,]\s*(\d+)\s*$")
-
-
-def parse_image_size(text: str) -> tuple[int, int]:
-    """Parse ``"HxW"`` (height first, as torchvision sizes are) into ``(H, W)``.
-
-    Example:
-        >>> parse_image_size("384x192")
-        (384, 192)
-    """
-    match = _SIZE.match(str(text))
-    if not match:
-        raise ReIDError(f"image size '{text}': expected HEIGHTxWIDTH in pixels, e.g. 384x192")
-    height, width = int(match.group(1)), int(match.group(2))
-    if height < 1 or width < 1:
-        raise ReIDError(f"image size '{text}': height and width must be positive")
-    return height, width
 
 
 def build_transforms(
@@ -158,7 +142,7 @@ class ImageDataset(Dataset):
             with Image.open(source) as image:
                 return image.convert("RGB")
         except _IMAGE_ERRORS as exc:
-            raise ReIDError(f"{source}: cannot read image ({_first_line(exc)})") from None
+            raise ReIDError(f"{source}: cannot read image ({first_line(exc)})") from None
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
         n = len(self.sources)
@@ -261,8 +245,3 @@ class IdentitySampler(Sampler[int]):
                 yield from (int(r) for r in groups[available[slot]].pop())
             emitted += self.batch_size
             available = [i for i in available if groups[i]]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from mtmct_reid._io import umask_mode, write_json
 from mtmct_reid.data.market_time import market_session_frame
+from mtmct_reid.data.readers import MARKET_FOLDERS
 from mtmct_reid.errors import ReIDError
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,6 @@ MAX_FRAME = 999_999
 #: The smallest image the renderer can draw a recognisable person into (height, width).
 MIN_IMAGE_SIZE = (32, 16)
 
-TRAIN_FOLDER = "bounding_box_train"
-GALLERY_FOLDER = "bounding_box_test"
-QUERY_FOLDER = "query"
-_FOLDER_OF_SPLIT = {"train": TRAIN_FOLDER, "query": QUERY_FOLDER, "gallery": GALLERY_FOLDER}
 
 TRANSIT_KINDS = ("lognormal", "gaussian")
 _PATTERNS = ("solid", "stripes", "vstripes", "checks")
@@ -1189,7 +1186,7 @@ def generate_network(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         staging.chmod(umask_mode(0o777))
-        for folder in (TRAIN_FOLDER, GALLERY_FOLDER, QUERY_FOLDER):
+        for folder in MARKET_FOLDERS.values():
             (staging / folder).mkdir()
         bar = tqdm(
             total=len(specs),
@@ -1202,7 +1199,7 @@ def generate_network(
                 rng = np.random.default_rng([cfg.seed, _STREAM_IMAGE, index])
                 image = _render(cfg, looks[spec.camera], spec.appearance, rng, junk=spec.junk)
                 image.save(
-                    staging / _FOLDER_OF_SPLIT[spec.split] / name,
+                    staging / MARKET_FOLDERS[spec.split] / name,
                     format="JPEG",
                     quality=cfg.jpeg_quality,
                 )
@@ -1273,7 +1270,7 @@ def _ground_truth(
         "seed": config.seed,
         "config": config.to_json(),
         "layout": "market1501",
-        "folders": {"train": TRAIN_FOLDER, "query": QUERY_FOLDER, "gallery": GALLERY_FOLDER},
+        "folders": dict(MARKET_FOLDERS),
         "cameras": list(graph.cameras),
         "camera_order": list(graph.order),
         "links": [link.to_json() for link in graph.links],
@@ -1305,7 +1302,7 @@ def _ground_truth(
         "visits": visits,
         "images": {
             "path": [
-                f"{_FOLDER_OF_SPLIT[s.split]}/{name}" for s, name in zip(specs, names, strict=True)
+                f"{MARKET_FOLDERS[s.split]}/{name}" for s, name in zip(specs, names, strict=True)
             ],
             "pid": [s.pid for s in specs],
             "camera": [s.camera for s in specs],

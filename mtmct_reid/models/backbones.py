@@ -22,7 +22,7 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from mtmct_reid.errors import ReIDError
+from mtmct_reid.errors import ReIDError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def _load_imagenet(trunk: nn.Module, spec: BackboneSpec) -> None:
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as exc:
         raise ReIDError(
             f"{cache}: cached ImageNet weights for {spec.name} are unreadable "
-            f"({_first_line(exc)}); delete the file to download it again"
+            f"({first_line(exc)}); delete the file to download it again"
         ) from None
     _load_trunk_state(trunk, spec, state, source=str(cache))
 
@@ -199,7 +199,7 @@ def _load_trunk_file(trunk: nn.Module, spec: BackboneSpec, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises a zoo of types for a file that is not a checkpoint
         raise ReIDError(
-            f"{path}: not a state-dict file readable without pickle ({_first_line(exc)})"
+            f"{path}: not a state-dict file readable without pickle ({first_line(exc)})"
         ) from None
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
@@ -259,8 +259,3 @@ def _strip_prefix(state: Mapping[str, Any], expected: set[str]) -> dict[str, Any
 
 def _is_classifier_key(key: str) -> bool:
     return key.startswith(("fc.", "classifier."))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from mtmct_reid.errors import ReIDError
+from mtmct_reid.errors import ReIDError, first_line
 from mtmct_reid.models.registry import ReIDModel, build_model
 
 log = logging.getLogger(__name__)
@@ -39,12 +39,16 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ReIDError(f"{path}: checkpoint not found")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many types for a file that is not a checkpoint
-        raise ReIDError(
-            f"{path}: not a checkpoint readable without pickle ({_first_line(exc)})"
-        ) from None
+    # Memory-mapped, reading the hyper-parameters (resume, search, extract) does not read every
+    # weight and optimiser buffer of the file; files of torch's old non-zip format cannot be mapped.
+    for mmap in (True, False):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except Exception as exc:  # torch.load raises many types for a non-checkpoint
+            error = exc
+    raise ReIDError(
+        f"{path}: not a checkpoint readable without pickle ({first_line(error)})"
+    ) from None
 
 
 def load_model_from_checkpoint(path: str | os.PathLike) -> tuple[ReIDModel, dict[str, Any]]:
@@ -146,8 +150,3 @@ def _image_size(path: Path, value: Any) -> tuple[int, int]:
     if height < 1 or width < 1:
         raise ReIDError(f"{path}: hyper_parameters 'image_size' is {value!r}, expected positive")
     return height, width
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
