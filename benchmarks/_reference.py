@@ -7,7 +7,7 @@ line, so that a benchmark or a test can compare the library's result with it on 
   layumi / st-ReID code has it (inputs are similarities; several dense N x N matrices).
 - :func:`dense_rerank_features`: that function on cosine similarities of L2-normalised features.
 - :func:`per_query_ranking`: CMC / mAP / mINP with one Python iteration per query (Market-style junk
-  removal: same id and same camera, and id -1).
+  removal: same id and same camera, and id -1), standard or st-ReID (trapezoid AP, all queries).
 - :func:`market_like_features`: clustered synthetic features with ids, cameras and frame times shaped
   like Market-1501's test split, so that nearest neighbours are meaningful.
 """
@@ -126,12 +126,16 @@ def per_query_ranking(
     gallery_cams: np.ndarray,
     max_rank: int = 50,
     divide_by_all: bool = False,
+    trapezoid_ap: bool = False,
 ) -> dict[str, float | np.ndarray]:
-    """CMC, mAP (non-interpolated) and mINP with one loop iteration per query.
+    """CMC, mAP and mINP with one loop iteration per query.
 
     Junk for a query: gallery entries with its id and camera, and entries with id -1. Good: same id
-    (> 0: distractors and junk are never a true match), other camera. Queries without a good entry are skipped (or, with ``divide_by_all`` as st-ReID does,
-    counted as misses). Ranking: descending score, ties by gallery index.
+    (> 0: distractors and junk are never a true match), other camera. Queries without a good entry
+    are skipped (or, with ``divide_by_all`` as st-ReID does, counted as misses). Ranking: descending
+    score, ties by gallery index. AP is non-interpolated, or with ``trapezoid_ap`` st-ReID's (the
+    layumi code's): at each hit, the mean of the precision just before it (1 before rank 1) and at
+    it. The st-ReID protocol is ``divide_by_all=True, trapezoid_ap=True``.
     """
     cmc_sum = np.zeros(max_rank)
     ap_sum = 0.0
@@ -151,8 +155,13 @@ def per_query_ranking(
         first = hits[0]
         if first < max_rank:
             cmc_sum[first:] += 1
-        precision = np.arange(1, hits.size + 1) / (hits + 1)
-        ap_sum += precision.mean()
+        number = np.arange(1, hits.size + 1)
+        precision = number / (hits + 1)
+        if trapezoid_ap:
+            before = np.where(hits == 0, 1.0, (number - 1) / np.maximum(hits, 1))
+            ap_sum += np.mean((before + precision) / 2)
+        else:
+            ap_sum += precision.mean()
         inp_sum += hits.size / (hits[-1] + 1)
     denominator = len(query_pids) if divide_by_all else max(valid, 1)
     return {

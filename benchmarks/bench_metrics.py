@@ -22,47 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._reference import market_like_features
+from benchmarks._reference import market_like_features, per_query_ranking
 from mtmct_reid.retrieval.metrics import evaluate_scores
-
-
-def loop_reference(
-    scores: np.ndarray,
-    query_pids: np.ndarray,
-    query_cams: np.ndarray,
-    gallery_pids: np.ndarray,
-    gallery_cams: np.ndarray,
-    protocol: str,
-    max_rank: int = 50,
-) -> dict[str, Any]:
-    """One query at a time: stable argsort of the row, junk removed, AP and INP from the hit ranks."""
-    cmc = np.zeros(max_rank)
-    ap_sum = inp_sum = 0.0
-    valid = 0
-    for i in range(len(query_pids)):
-        order = np.argsort(-scores[i], kind="stable")
-        same_id = gallery_pids[order] == query_pids[i]
-        same_cam = gallery_cams[order] == query_cams[i]
-        junk = (same_id & same_cam) | (gallery_pids[order] == -1)
-        good = (same_id & ~same_cam & (query_pids[i] > 0))[~junk]
-        hits = np.flatnonzero(good) + 1  # 1-based ranks after junk removal
-        if hits.size == 0:
-            continue
-        valid += 1
-        if hits[0] <= max_rank:
-            cmc[hits[0] - 1 :] += 1
-        number = np.arange(1, hits.size + 1)
-        if protocol == "standard":
-            ap_sum += np.mean(number / hits)
-        else:
-            ap = 0.0
-            for n, r in zip(number, hits, strict=True):
-                old = 1.0 if r == 1 else (n - 1) / (r - 1)
-                ap += (old + n / r) / 2 / hits.size
-            ap_sum += ap
-        inp_sum += hits.size / hits[-1]
-    denominator = valid if protocol == "standard" else len(query_pids)
-    return {"mAP": ap_sum / denominator, "cmc": cmc / denominator, "mINP": inp_sum / denominator}
 
 
 def measured(function: Callable[[], Any]) -> tuple[Any, float, float]:
@@ -104,8 +65,12 @@ def main() -> None:
             for _ in range(args.repeats)
         ]
         ours, ours_s, ours_peak = min(runs, key=lambda run: run[1])
+        # The st-ReID protocol: trapezoid AP, and queries without a match count as misses.
+        streid = protocol == "streid"
         ref, ref_s, ref_peak = measured(
-            lambda protocol=protocol: loop_reference(scores, *labels, protocol)
+            lambda streid=streid: per_query_ranking(
+                scores, *labels, divide_by_all=streid, trapezoid_ap=streid
+            )
         )
         print(f"\n[{protocol}]  valid queries {ours.num_valid:,} of {ours.num_queries:,}")
         print(f"  ours  {ours_s:7.3f} s   peak {ours_peak:7.1f} MiB   (best of {args.repeats})")

@@ -73,17 +73,10 @@ class FeatureSet:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the ``.npz`` atomically (a temporary file renamed into place)."""
-        arrays: dict[str, Any] = {}
+        arrays: dict[str, np.ndarray] = {}
         for name in SIDES:
-            side: FeatureSide = getattr(self, name)
-            arrays[f"{name}_features"] = np.asarray(side.features, dtype=np.float32)
-            arrays[f"{name}_pids"] = np.asarray(side.pids, dtype=np.int64)
-            arrays[f"{name}_cams"] = np.asarray(side.cams, dtype=np.int64)
-            arrays[f"{name}_times"] = np.asarray(side.times, dtype=np.float64)
-            if side.paths is not None:
-                arrays[f"{name}_paths"] = np.asarray(side.paths, dtype=np.str_)
-        for key, value in self.metadata.items():
-            arrays[f"meta_{key}"] = np.asarray(value)
+            arrays.update(side_arrays(name, getattr(self, name)))
+        arrays.update(metadata_arrays(self.metadata))
         save_npz(path, **arrays)
 
     @classmethod
@@ -100,6 +93,40 @@ class FeatureSet:
                 f"{g.features.shape[1]}; both sides must come from the same model"
             )
         return cls(query=q, gallery=g, metadata=metadata)
+
+
+def side_arrays(name: str, side: FeatureSide) -> dict[str, np.ndarray]:
+    """The arrays of one side as a features file stores them: ``<name>_features`` float32,
+    ``_pids`` and ``_cams`` int64, ``_times`` float64 and, when the side has paths, ``_paths`` unicode.
+
+    Args:
+        name: the side's prefix (``"query"`` or ``"gallery"``).
+        side: its features and labels.
+
+    Example:
+        >>> side = FeatureSide(np.ones((2, 4)), np.array([1, 2]), np.array([1, 1]), np.zeros(2))
+        >>> sorted(side_arrays("gallery", side))
+        ['gallery_cams', 'gallery_features', 'gallery_pids', 'gallery_times']
+    """
+    arrays = {
+        f"{name}_features": np.asarray(side.features, dtype=np.float32),
+        f"{name}_pids": np.asarray(side.pids, dtype=np.int64),
+        f"{name}_cams": np.asarray(side.cams, dtype=np.int64),
+        f"{name}_times": np.asarray(side.times, dtype=np.float64),
+    }
+    if side.paths is not None:
+        arrays[f"{name}_paths"] = np.asarray(side.paths, dtype=np.str_)
+    return arrays
+
+
+def metadata_arrays(metadata: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Metadata as a features file stores it: one 0-d array ``meta_<key>`` per entry.
+
+    Example:
+        >>> metadata_arrays({"model": "pcb"})
+        {'meta_model': array('pcb', dtype='<U3')}
+    """
+    return {f"meta_{key}": np.asarray(value) for key, value in metadata.items()}
 
 
 def read_side(npz: np.lib.npyio.NpzFile, path: Path, name: str) -> FeatureSide:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +29,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mtmct_reid._io import open_npz
-from mtmct_reid.data.market_time import market_global_time
+from mtmct_reid._io import open_npz, save_npz
+from mtmct_reid.data.readers import list_images, read_dataset
+from mtmct_reid.data.readers import parse_image_names as parse_image_names  # public here too
 from mtmct_reid.data.records import DISTRACTOR_PID, JUNK_PID, Records
 from mtmct_reid.errors import ReIDError
-from mtmct_reid.featureset import FeatureSet, FeatureSide, read_metadata, read_side
+from mtmct_reid.featureset import (
+    FeatureSet,
+    FeatureSide,
+    metadata_arrays,
+    read_metadata,
+    read_side,
+    side_arrays,
+)
 from mtmct_reid.retrieval.evaluate import normalise_rows
-from mtmct_reid.retrieval.fusion import FusionParams, fuse
+from mtmct_reid.retrieval.fusion import DEFAULT_FUSION, FusionParams, fuse
 
 if TYPE_CHECKING:
     from mtmct_reid.models.registry import ReIDModel
@@ -52,11 +59,6 @@ RANKED_JOINT = "visual+st"
 RANKED_VISUAL = "visual"
 #: Version of the gallery cache's key; bump it when what goes into a cached file changes.
 CACHE_FORMAT = "mtmct-reid-gallery-cache-1"
-
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
-_MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)s(\d+)_(\d+)_\d+\.[A-Za-z]+$")
-_DUKE_NAME = re.compile(r"^(-?\d+)_c(\d+)_f(\d+)\.[A-Za-z]+$")
-_DEFAULT_FUSION = FusionParams()
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ def search_gallery(
     gallery: FeatureSide,
     *,
     st_model: TransitTimeModel | None = None,
-    fusion: FusionParams = _DEFAULT_FUSION,
+    fusion: FusionParams = DEFAULT_FUSION,
     top_k: int = 10,
     query_pids: Sequence[int] | np.ndarray | None = None,
     cross_camera: bool = False,
@@ -335,8 +337,6 @@ def read_gallery_records(
         >>> len(records)                                   # doctest: +SKIP
         19732
     """
-    from mtmct_reid.data.readers import read_dataset
-
     root = Path(gallery)
     if root.is_file() and (root.suffix.lower() == ".csv" or layout == "manifest"):
         records = read_dataset(root, layout=layout, pattern=pattern).split("gallery")
@@ -347,44 +347,13 @@ def read_gallery_records(
         raise ReIDError(
             f"--gallery {root}: not a folder (expected a dataset, images, a CSV manifest or a .npz)"
         )
-    images = sorted(
-        p for p in root.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES
-    )
+    images = [root / name for name in list_images(root)]
     if images and layout is None and pattern is None:
         return _plain_folder_records(root, images)
     records = read_dataset(root, layout=layout, pattern=pattern).split("gallery")
     if len(records) == 0:
         raise ReIDError(f"--gallery {root}: the dataset has no gallery images")
     return records
-
-
-def parse_image_names(
-    names: Sequence[str],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Person ids, cameras and times from Market-1501 or DukeMTMC-reID file names.
-
-    Args:
-        names: file names (or paths; only the last component is read).
-
-    Returns:
-        ``(pids, cams, times)`` when every name follows one of the two namings, else None.
-
-    Example:
-        >>> pids, cams, times = parse_image_names(["0002_c2s3_000100_01.jpg"])
-        >>> int(pids[0]), int(cams[0]), float(times[0])
-        (2, 2, 328468.0)
-    """
-    names = [Path(str(name)).name for name in names]
-    market = [_MARKET_NAME.match(name) for name in names]
-    if names and all(market):
-        table = np.array([m.groups() for m in market], dtype=np.int64)  # type: ignore[union-attr]
-        times = market_global_time(table[:, 1], table[:, 2], table[:, 3])
-        return table[:, 0], table[:, 1], times
-    duke = [_DUKE_NAME.match(name) for name in names]
-    if names and all(duke):
-        table = np.array([m.groups() for m in duke], dtype=np.int64)  # type: ignore[union-attr]
-        return table[:, 0], table[:, 1], table[:, 2].astype(np.float64)
-    return None
 
 
 def _plain_folder_records(root: Path, images: list[Path]) -> Records:
@@ -432,18 +401,7 @@ def load_gallery_features(path: str | os.PathLike) -> tuple[FeatureSide, dict[st
 
 
 def _save_gallery_only(path: Path, side: FeatureSide, metadata: dict[str, Any]) -> None:
-    from mtmct_reid._io import save_npz
-
-    arrays: dict[str, Any] = {
-        "gallery_features": np.asarray(side.features, dtype=np.float32),
-        "gallery_pids": side.pids,
-        "gallery_cams": side.cams,
-        "gallery_times": side.times,
-    }
-    if side.paths is not None:
-        arrays["gallery_paths"] = np.asarray(side.paths, dtype=np.str_)
-    arrays.update({f"meta_{k}": np.asarray(v) for k, v in metadata.items()})
-    save_npz(path, **arrays)
+    save_npz(path, **side_arrays("gallery", side), **metadata_arrays(metadata))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -605,9 +563,7 @@ def gallery_featureset_cached(
         paths=records.paths,
     )
     metadata = {
-        "model": getattr(model, "model_name", type(model).__name__),
-        "backbone": getattr(model, "backbone_name", ""),
-        "image_size": f"{image_size[0]}x{image_size[1]}",
+        **extractor.metadata(),
         "checkpoint": str(checkpoint.resolve()),
         "gallery": str(Path(gallery_dir).resolve()),
         "cache_key": key,

@@ -356,22 +356,14 @@ def _write_rank_lists(
     out: Path, results: list, query_paths: list[str] | None, source: Path
 ) -> None:
     from mtmct_reid.errors import ReIDError
-    from mtmct_reid.report.plots import format_caption, plot_rank_lists
+    from mtmct_reid.report.plots import plot_rank_lists, search_result_row
 
     if query_paths is None:
         raise ReIDError(f"--out: {source} has no query_paths, so the query images cannot be drawn")
-    rows = []
-    for result, query_path in zip(results, query_paths, strict=True):
-        if result.paths is None:
-            raise ReIDError("--out: the gallery has no image paths, so it cannot be drawn")
-        captions = [
-            format_caption(int(cam), float(t), float(s))
-            for cam, t, s in zip(result.cameras, result.times, result.scores, strict=True)
-        ]
-        # Without the query's identity an entry is neither a match nor a mistake.
-        marks = result.matches if result.labelled else [None] * len(result)
-        title = format_caption(
-            None if result.query_camera < 0 else result.query_camera, result.query_time
-        )
-        rows.append((query_path, list(result.paths), marks, (f"query {title}".strip(), captions)))
+    if any(result.paths is None for result in results):
+        raise ReIDError("--out: the gallery has no image paths, so it cannot be drawn")
+    rows = [
+        search_result_row(result, query_path)
+        for result, query_path in zip(results, query_paths, strict=True)
+    ]
     plot_rank_lists(rows, out=out, row_titles=[r.ranked_by for r in results])

@@ -127,8 +127,24 @@ class _Skipped:
         )
 
 
-def _list_images(folder: Path, skipped: _Skipped, recursive: bool = False) -> list[str]:
-    """Sorted image file paths under ``folder``, relative to it (posix separators)."""
+def list_images(
+    folder: str | os.PathLike, skipped: _Skipped | None = None, recursive: bool = False
+) -> list[str]:
+    """Sorted image file paths under ``folder``, relative to it (posix separators).
+
+    Images are files with an extension of :data:`IMAGE_EXTENSIONS`, except dot files (macOS resource
+    forks such as ``._0002_c1s1_000451_03.jpg``); hidden folders are not entered.
+
+    Args:
+        folder: the folder to list.
+        skipped: collects the names of the other files (for one warning); None ignores them.
+        recursive: list sub-folders too.
+
+    Example:
+        >>> list_images("Market-1501/query")[:1]  # doctest: +SKIP
+        ['0001_c1s1_001051_00.jpg']
+    """
+    folder = Path(folder)
     found: list[str] = []
     others: list[str] = []
     if recursive:
@@ -144,7 +160,8 @@ def _list_images(folder: Path, skipped: _Skipped, recursive: bool = False) -> li
             for entry in entries:
                 if entry.is_file():
                     (found if _is_image_name(entry.name) else others).append(entry.name)
-    skipped.add(others)
+    if skipped is not None:
+        skipped.add(others)
     found.sort()
     return found
 
@@ -160,23 +177,33 @@ def _require_images(folder: Path, names: Sequence[str], expected: str) -> None:
 # Vectorised name parsing
 
 
+def _match_all(names: Sequence[str], pattern: re.Pattern[str]) -> np.ndarray | None:
+    """[N, groups] array of strings when every name matches ``pattern`` (one ``findall`` over the
+    joined names), else None."""
+    if any("\n" in n for n in names):
+        return None
+    rows = pattern.findall("\n".join(names))
+    if len(rows) != len(names):
+        return None
+    if not rows:
+        return np.empty((0, pattern.groups), dtype=np.str_)
+    return np.asarray(rows, dtype=np.str_).reshape(len(names), pattern.groups)
+
+
 def _parse_names(
     names: Sequence[str], pattern: re.Pattern[str], folder: Path, expected: str, layout: str
 ) -> np.ndarray:
     """Parse every name with one ``findall`` over the joined names; [N, groups] array of strings."""
     names = list(names)
-    rows = pattern.findall("\n".join(names)) if not any("\n" in n for n in names) else []
-    if len(rows) != len(names):
+    table = _match_all(names, pattern)
+    if table is None:
         single = re.compile(pattern.pattern, pattern.flags & ~re.MULTILINE)
         bad = [n for n in names if "\n" in n or not single.fullmatch(n)]
         raise ReIDError(
             f"{folder}: {len(bad)} of {len(names)} file names do not follow the {layout} naming "
             f"(expected names like {expected}), e.g. {', '.join(repr(b) for b in bad[:_SHOWN])}"
         )
-    if not rows:
-        return np.empty((0, pattern.groups), dtype=np.str_)
-    table = np.asarray(rows, dtype=np.str_)
-    return table.reshape(len(names), pattern.groups)
+    return table
 
 
 def _absolute(folder: Path, names: Sequence[str]) -> np.ndarray:
@@ -207,7 +234,11 @@ def _require_folder(root: Path, name: str, layout: str, all_names: Iterable[str]
 
 
 def _market_times(
-    cams: np.ndarray, sessions: np.ndarray, frames: np.ndarray, names: Sequence[str], folder: Path
+    cams: np.ndarray,
+    sessions: np.ndarray,
+    frames: np.ndarray,
+    names: Sequence[str],
+    folder: Path | None = None,
 ) -> np.ndarray:
     unique_cams, inverse = np.unique(cams, return_inverse=True)
     last_session = np.array(
@@ -217,8 +248,9 @@ def _market_times(
     if bad.size:
         first = int(bad[0])
         cam = int(cams[first])
+        where = "" if folder is None else f"{folder}: "
         raise ReIDError(
-            f"{folder}: {bad.size} name(s) have a session outside the Market-1501 session table, "
+            f"{where}{bad.size} name(s) have a session outside the Market-1501 session table, "
             f"e.g. '{names[first]}' (camera {cam} has sessions 1..{int(last_session[inverse[first]])}"
             f"{'; cameras beyond c6 have session 1 only' if cam not in MARKET_SESSION_FRAMES else ''})"
         )
@@ -231,7 +263,7 @@ def _read_market_like(root: str | os.PathLike, layout: str) -> Records:
     parts = []
     for split, folder_name in MARKET_FOLDERS.items():
         folder = _require_folder(root_path, folder_name, layout, MARKET_FOLDERS.values())
-        names = _list_images(folder, skipped)
+        names = list_images(folder, skipped)
         if layout == "market1501":
             _require_images(folder, names, _MARKET_EXAMPLE)
             table = _parse_names(names, _MARKET_NAME, folder, _MARKET_EXAMPLE, "Market-1501")
@@ -300,6 +332,48 @@ def read_dukemtmc(root: str | os.PathLike) -> Records:
         [1, 2, 3, 4, 5, 6, 7, 8]
     """
     return _read_market_like(root, "dukemtmc")
+
+
+def parse_image_names(
+    names: Sequence[str],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Person ids, cameras and times from Market-1501 or DukeMTMC-reID file names.
+
+    The same naming rules and Market-1501 clock as :func:`read_market1501` and :func:`read_dukemtmc`.
+
+    Args:
+        names: file names (or paths; only the last component is read).
+
+    Returns:
+        ``(pids, cams, times)`` (int64, int64, float64) when every name follows one of the two
+        namings, else None.
+
+    Raises:
+        ReIDError: Market-1501 names with a session outside the session table.
+
+    Example:
+        >>> pids, cams, times = parse_image_names(["0002_c2s3_000100_01.jpg"])
+        >>> int(pids[0]), int(cams[0]), float(times[0])
+        (2, 2, 328468.0)
+    """
+    names = [Path(str(name)).name for name in names]
+    if not names:
+        return None
+    table = _match_all(names, _MARKET_NAME)
+    if table is not None:
+        cams = table[:, 1].astype(np.int64)
+        times = _market_times(
+            cams, table[:, 2].astype(np.int64), table[:, 3].astype(np.int64), names
+        )
+        return table[:, 0].astype(np.int64), cams, times
+    table = _match_all(names, _DUKE_NAME)
+    if table is not None:
+        return (
+            table[:, 0].astype(np.int64),
+            table[:, 1].astype(np.int64),
+            table[:, 2].astype(np.float64),
+        )
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -386,7 +460,7 @@ def read_msmt17(root: str | os.PathLike) -> Records:
             continue
         folder = _msmt17_image_folder(root_path, split)
         if folder not in listed:
-            listed[folder] = set(_list_images(folder, skipped, recursive=True))
+            listed[folder] = set(list_images(folder, skipped, recursive=True))
         rel_paths, list_pids = _read_list_file(list_path)
         missing = [p for p in rel_paths if p not in listed[folder]]
         if missing:
@@ -541,7 +615,7 @@ def read_regex(root: str | os.PathLike, pattern: str) -> Records:
     bad: list[str] = []
     total = 0
     for split, folder in folders:
-        rel_paths = _list_images(folder, skipped, recursive=True)
+        rel_paths = list_images(folder, skipped, recursive=True)
         _require_images(folder, rel_paths, f"a match of --pattern {pattern!r}")
         total += len(rel_paths)
         for rel in rel_paths:

@@ -39,6 +39,7 @@ from mtmct_reid.retrieval.transit import TRANSIT_FILE
 
 if TYPE_CHECKING:
     from mtmct_reid.data.records import Records
+    from mtmct_reid.data.synth import SynthConfig
     from mtmct_reid.featureset import FeatureSet
     from mtmct_reid.retrieval.evaluate import EvaluationReport
     from mtmct_reid.retrieval.transit import TransitTimeModel
@@ -176,7 +177,7 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig | None = None) -> De
     """
     config = config or DemoConfig()
     config.validate()
-    _synth_config(config)  # bad synth options fail before anything is written
+    synth = _synth_config(config)  # bad synth options fail before anything is written
     out = Path(out_dir)
     _claim_out_dir(out, config.force)
     seconds: dict[str, float] = {}
@@ -192,7 +193,7 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig | None = None) -> De
         log.info("demo: %s done in %.1f s", name, seconds[name])
 
     with stage("network", f"synthetic network of {config.ids} ids, {config.cameras} cameras"):
-        network, records, generated = _network(out / NETWORK_FOLDER, config)
+        network, records, generated = _network(out / NETWORK_FOLDER, synth, config.progress)
 
     with stage("training", f"{config.model}/{config.backbone}, {config.epochs} epochs"):
         checkpoint, log_dir, model = train_demo_model(records, out / LOGS_FOLDER, config)
@@ -225,8 +226,9 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig | None = None) -> De
         log.info("demo results (%%):\n%s", evaluation.format_table())
 
     with stage("report", "pictures, report.md and report.json"):
-        pictures = [_transit_picture(st_model, network, out / TRANSIT_PLOT_NAME)]
-        pictures += _rank_list_pictures(features, st_model, out, config)
+        transit = _transit_picture(st_model, network, out / TRANSIT_PLOT_NAME)
+        rank_lists = _rank_list_pictures(features, st_model, out, config)
+        pictures = [transit, *rank_lists]
         summary = _network_summary(records, generated)
     # Written once every stage has its time (writing two small text files takes milliseconds).
     seconds["total"] = time.perf_counter() - started
@@ -236,7 +238,9 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig | None = None) -> De
     )
     write_text(
         out / REPORT_MD,
-        _markdown_report(config, evaluation, seconds, summary, checkpoint, log_dir, out),
+        _markdown_report(
+            config, evaluation, seconds, summary, checkpoint, log_dir, out, rank_lists
+        ),
     )
     log.info(
         "demo: wrote %s and %s in %.0f s", out / REPORT_MD, out / REPORT_JSON, seconds["total"]
@@ -270,7 +274,7 @@ def _claim_out_dir(out: Path, force: bool) -> None:
     write_json(marker, {"format": DEMO_FORMAT})
 
 
-def _synth_config(config: DemoConfig) -> Any:
+def _synth_config(config: DemoConfig) -> SynthConfig:
     from mtmct_reid.data.synth import SynthConfig
 
     try:
@@ -289,12 +293,11 @@ def _synth_config(config: DemoConfig) -> Any:
     return synth
 
 
-def _network(root: Path, config: DemoConfig) -> tuple[Path, Records, bool]:
+def _network(root: Path, synth: SynthConfig, progress: bool) -> tuple[Path, Records, bool]:
     """The network at ``root``: reused when generated with the same settings, else generated."""
     from mtmct_reid.data.readers import read_dataset
     from mtmct_reid.data.synth import GROUND_TRUTH_NAME, generate_network, load_ground_truth
 
-    synth = _synth_config(config)
     generated = True
     if (root / GROUND_TRUTH_NAME).is_file():
         try:
@@ -305,9 +308,7 @@ def _network(root: Path, config: DemoConfig) -> tuple[Path, Records, bool]:
             log.info("demo: reusing the network in %s (same settings)", root)
             generated = False
     if generated:
-        summary = generate_network(
-            root, config=synth, overwrite=True, progress=config.progress or None
-        )
+        summary = generate_network(root, config=synth, overwrite=True, progress=progress or None)
         log.info("demo: %s", summary.describe())
     return root, read_dataset(root, layout="market1501"), generated
 
@@ -481,7 +482,7 @@ def choose_rank_list_queries(
 def _rank_list_pictures(
     features: FeatureSet, st_model: TransitTimeModel, out: Path, config: DemoConfig
 ) -> list[Path]:
-    from mtmct_reid.report.plots import format_caption, plot_rank_lists
+    from mtmct_reid.report.plots import plot_rank_lists, search_result_row
     from mtmct_reid.search import search_gallery
 
     for old in out.glob(f"{RANK_LIST_PREFIX}_*.png"):
@@ -501,15 +502,8 @@ def _rank_list_pictures(
     for number, index in enumerate(
         choose_rank_list_queries(visual, fused, config.rank_list_queries), start=1
     ):
-        row = int(labelled[index])
-        rows = []
-        for result in (visual[index], fused[index]):
-            captions = [
-                format_caption(int(c), float(t), float(s))
-                for c, t, s in zip(result.cameras, result.times, result.scores, strict=True)
-            ]
-            title = f"query {format_caption(int(query.cams[row]), float(query.times[row]))}"
-            rows.append((query.paths[row], list(result.paths), result.matches, (title, captions)))
+        query_path = query.paths[int(labelled[index])]
+        rows = [search_result_row(result, query_path) for result in (visual[index], fused[index])]
         path = out / f"{RANK_LIST_PREFIX}_{number}.png"
         plot_rank_lists(rows, out=path, row_titles=["visual", "visual+st"])
         pictures.append(path)
@@ -555,6 +549,7 @@ def _markdown_report(
     checkpoint: Path,
     log_dir: Path,
     out: Path,
+    rank_lists: list[Path],
 ) -> str:
     modes = evaluation.modes
     lines = [
@@ -605,7 +600,7 @@ def _markdown_report(
         "red ones mistakes.",
         "",
     ]
-    for picture in sorted(out.glob(f"{RANK_LIST_PREFIX}_*.png")):
+    for picture in rank_lists:
         lines += [f"![{picture.stem}]({picture.name})", ""]
     lines += [
         "## Files",

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from mtmct_reid.retrieval.transit import TransitTimeModel
+    from mtmct_reid.search import SearchResult
 
 #: Frame colour of a correct match in a rank list.
 MATCH_COLOUR = "#00aa00"
@@ -299,6 +300,40 @@ def format_caption(
     if score is not None:
         parts.append(f"{score:.3f}")
     return " ".join(parts)
+
+
+def search_result_row(result: SearchResult, query_path: Any) -> RankRow:
+    """The rank-list row of one search result, for :func:`plot_rank_lists`.
+
+    Each ranked image is captioned with its camera, time and ranking score; the query is titled with
+    its camera (when known) and time. Without the query's identity an entry is neither a match nor a
+    mistake (grey frame).
+
+    Args:
+        result: a :class:`~mtmct_reid.search.SearchResult` whose gallery has image paths.
+        query_path: image file of the query.
+
+    Returns:
+        ``(query_path, ranked_paths, marks, (query_title, captions))``.
+
+    Raises:
+        ReIDError: the result has no gallery paths.
+
+    Example:
+        >>> rows = [search_result_row(r, q) for r, q in zip(results, query_paths)]  # doctest: +SKIP
+        >>> plot_rank_lists(rows, out="ranks.png", row_titles=[r.ranked_by for r in results])  # doctest: +SKIP
+    """
+    if result.paths is None:
+        raise ReIDError("rank list: the gallery has no image paths, so it cannot be drawn")
+    captions = [
+        format_caption(int(cam), float(when), float(score))
+        for cam, when, score in zip(result.cameras, result.times, result.scores, strict=True)
+    ]
+    marks = result.matches if result.labelled else [None] * len(result)
+    title = format_caption(
+        None if result.query_camera < 0 else result.query_camera, result.query_time
+    )
+    return (query_path, list(result.paths), marks, (f"query {title}".strip(), captions))
 
 
 def _load_image(path: Any) -> np.ndarray:
