@@ -23,6 +23,7 @@ import numpy as np
 
 from mtmct_reid._io import npz_array, open_npz, save_npz
 from mtmct_reid.errors import ReIDError
+from mtmct_reid.validation import finite_float_array, int64_array
 
 SIDES = ("query", "gallery")
 
@@ -204,8 +205,10 @@ def validate_side(
     """
     if feats.ndim != 2:
         raise ReIDError(f"{path}: '{name}_features' has shape {feats.shape}, expected 2-D [N, D]")
-    if not np.issubdtype(feats.dtype, np.number):
-        raise ReIDError(f"{path}: '{name}_features' has dtype {feats.dtype}, expected float")
+    if feats.dtype.kind not in "iuf":
+        raise ReIDError(
+            f"{path}: '{name}_features' has dtype {feats.dtype}, expected real numbers (float)"
+        )
     n = feats.shape[0]
     if n == 0:
         raise ReIDError(
@@ -213,13 +216,8 @@ def validate_side(
         )
     if feats.shape[1] == 0:
         raise ReIDError(f"{path}: '{name}_features' has dimension 0")
-    feats = np.ascontiguousarray(feats, dtype=np.float32)
-    bad = ~np.isfinite(feats).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        raise ReIDError(
-            f"{path}: '{name}_features' has NaN or inf in {rows.size} row(s), first at row {rows[0]}"
-        )
+    # Checked before the float32 cast, which would turn 1e300 into inf with only a warning.
+    feats = np.ascontiguousarray(finite_float_array(f"{path}: '{name}_features'", feats))
     columns = {"pids": pids, "cams": cams}
     if times is not None:
         columns["times"] = times
@@ -230,22 +228,19 @@ def validate_side(
             raise ReIDError(
                 f"{path}: '{name}_{col}' has shape {arr.shape}, expected [{n}] to match '{name}_features'"
             )
-    for col in ("pids", "cams"):
-        arr = columns[col]
-        if not np.issubdtype(arr.dtype, np.number) or (
-            np.issubdtype(arr.dtype, np.floating) and not np.all(np.mod(arr, 1) == 0)
-        ):
-            raise ReIDError(f"{path}: '{name}_{col}' has dtype {arr.dtype}, expected integers")
+    pids, cams = (int64_array(f"{path}: '{name}_{col}'", columns[col]) for col in ("pids", "cams"))
     if times is None:
         times_f = np.full(n, np.nan)
     else:
-        if not np.issubdtype(times.dtype, np.number):
-            raise ReIDError(f"{path}: '{name}_times' has dtype {times.dtype}, expected numbers")
+        if times.dtype.kind not in "iuf":
+            raise ReIDError(
+                f"{path}: '{name}_times' has dtype {times.dtype}, expected real numbers"
+            )
         times_f = times.astype(np.float64)
     return FeatureSide(
         features=feats,
-        pids=pids.astype(np.int64),
-        cams=cams.astype(np.int64),
+        pids=pids,
+        cams=cams,
         times=times_f,
         paths=None if paths is None else paths.astype(np.str_),
     )

@@ -394,7 +394,7 @@ def run_failing(argv, capsys) -> str:
         ({"gallery_pids": None}, "missing array 'gallery_pids'"),
         ({"query_cams": np.ones(3, np.int64)}, "'query_cams' has shape"),
         ({"gallery_features": np.ones((220, 5), np.float32)}, "dimension"),
-        ("nan", "NaN or inf"),
+        ("nan", "NaN, inf or values beyond"),
         (
             {
                 "query_features": np.zeros((0, 24), np.float32),

@@ -22,7 +22,7 @@ import torchvision
 from torch import nn
 from torch.nn import functional as F
 
-from mtmct_reid.errors import ReIDError, first_line
+from mtmct_reid.errors import ReIDError, torch_load_failure
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def _load_imagenet(trunk: nn.Module, spec: BackboneSpec) -> None:
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as exc:
         raise ReIDError(
             f"{cache}: cached ImageNet weights for {spec.name} are unreadable "
-            f"({first_line(exc)}); delete the file to download it again"
+            f"({torch_load_failure([exc], 'state-dict file')}); delete the file to download it again"
         ) from None
     _load_trunk_state(trunk, spec, state, source=str(cache))
 
@@ -198,9 +198,7 @@ def _load_trunk_file(trunk: nn.Module, spec: BackboneSpec, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises a zoo of types for a file that is not a checkpoint
-        raise ReIDError(
-            f"{path}: not a state-dict file readable without pickle ({first_line(exc)})"
-        ) from None
+        raise ReIDError(f"{path}: {torch_load_failure([exc], 'state-dict file')}") from None
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(

@@ -16,13 +16,16 @@ from typing import Any
 
 import torch
 
-from mtmct_reid.errors import ReIDError, first_line
+from mtmct_reid.errors import ReIDError, torch_load_failure
 from mtmct_reid.models.registry import ReIDModel, build_model
+from mtmct_reid.validation import positive_int
 
 log = logging.getLogger(__name__)
 
 _PREFIX = "model."
 _REQUIRED = ("model", "num_classes")
+#: Largest image side a checkpoint may declare (larger is a corrupt value, not a model).
+MAX_IMAGE_SIDE = 8192
 
 
 def read_checkpoint(path: str | os.PathLike) -> Any:
@@ -37,18 +40,19 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         59
     """
     path = Path(path)
-    if not path.is_file():
-        raise ReIDError(f"{path}: checkpoint not found")
     # Memory-mapped, reading the hyper-parameters (resume, search, extract) does not read every
     # weight and optimiser buffer of the file; files of torch's old non-zip format cannot be mapped.
+    if path.is_dir():
+        raise ReIDError(f"{path}: is a folder, expected a checkpoint file")
+    if not path.is_file():
+        raise ReIDError(f"{path}: checkpoint not found")
+    errors = []
     for mmap in (True, False):
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except Exception as exc:  # torch.load raises many types for a non-checkpoint
-            error = exc
-    raise ReIDError(
-        f"{path}: not a checkpoint readable without pickle ({first_line(error)})"
-    ) from None
+            errors.append(exc)
+    raise ReIDError(f"{path}: {torch_load_failure(errors, 'checkpoint')}") from None
 
 
 def load_model_from_checkpoint(path: str | os.PathLike) -> tuple[ReIDModel, dict[str, Any]]:
@@ -99,6 +103,11 @@ def load_model_from_checkpoint(path: str | os.PathLike) -> tuple[ReIDModel, dict
         for key, value in checkpoint["state_dict"].items()
         if key.startswith(_PREFIX)
     }
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise ReIDError(
+                f"{path}: state_dict entry 'model.{key}' is a {type(value).__name__}, expected a tensor"
+            )
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -141,12 +150,12 @@ def checkpoint_image_size(path: str | os.PathLike) -> tuple[int, int]:
 
 
 def _image_size(path: Path, value: Any) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in value)
-    except (TypeError, ValueError):
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
         raise ReIDError(
             f"{path}: hyper_parameters 'image_size' is {value!r}, expected [height, width]"
-        ) from None
-    if height < 1 or width < 1:
-        raise ReIDError(f"{path}: hyper_parameters 'image_size' is {value!r}, expected positive")
+        )
+    height, width = (
+        positive_int(f"{path}: hyper_parameters 'image_size' {side}", v, maximum=MAX_IMAGE_SIDE)
+        for side, v in zip(("height", "width"), value, strict=True)
+    )
     return height, width

@@ -6,7 +6,6 @@ New architectures register a builder with :func:`register_model`.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,15 @@ from torch import nn
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.models.backbones import Backbone, available_backbones, build_backbone
 from mtmct_reid.models.heads import GlobalHead, PCBHead
+from mtmct_reid.validation import as_float, as_int, positive_int
+
+#: Largest classifier a model is built with: more identities than any re-id dataset has, and a
+#: bound that keeps a corrupt value (a checkpoint's ``num_classes: 10**13``) from allocating.
+MAX_CLASSES = 1_000_000
+#: Largest number of PCB stripes (the feature map of a 384-pixel-high image is 24 rows).
+MAX_PARTS = 64
+#: Largest embedding bottleneck.
+MAX_BOTTLENECK = 65_536
 
 ModelBuilder = Callable[..., "ReIDModel"]
 
@@ -156,31 +164,23 @@ def build_model(
         raise ReIDError(f"unknown model '{name}'; known: {', '.join(available_models())}")
     if backbone is not None and backbone not in available_backbones():
         raise ReIDError(f"unknown backbone '{backbone}'; known: {', '.join(available_backbones())}")
-    num_classes = _positive_int("num_classes", num_classes)
-    num_parts = _positive_int("num_parts", num_parts)
+    # Bounded so that a bad value (a checkpoint's num_classes of 10**13) is a message, not an
+    # attempt to allocate a classifier of that size.
+    num_classes = positive_int("num_classes", num_classes, maximum=MAX_CLASSES)
+    num_parts = positive_int("num_parts", num_parts, maximum=MAX_PARTS)
+    last_stride = as_int("last_stride", last_stride, minimum=1, maximum=2)
     if bottleneck_dim is not None:
-        bottleneck_dim = _positive_int("bottleneck_dim", bottleneck_dim)
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ReIDError(f"dropout must be in [0, 1), got {dropout}")
+        bottleneck_dim = positive_int("bottleneck_dim", bottleneck_dim, maximum=MAX_BOTTLENECK)
+    dropout = as_float("dropout", dropout, minimum=0.0, maximum=1.0, high_open=True)
     return MODELS[name](
         num_classes,
         backbone=backbone,
         weights=weights,
         last_stride=last_stride,
-        dropout=float(dropout),
+        dropout=dropout,
         num_parts=num_parts,
         bottleneck_dim=bottleneck_dim,
     )
-
-
-def _positive_int(option: str, value: Any) -> int:
-    try:
-        number = operator.index(value)  # ints and numpy integers, not floats or strings
-    except TypeError:
-        number = 0
-    if number < 1:
-        raise ReIDError(f"{option} must be a positive integer, got {value!r}")
-    return number
 
 
 def _config(name: str, num_classes: int, **options: Any) -> dict:
