@@ -519,7 +519,7 @@ def _build(config: dict[str, Any], resuming: bool) -> tuple[Any, Any]:
 
 def _trainer(config: dict[str, Any]) -> tuple[Any, Any]:
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from mtmct_reid.training import SaveConfig
@@ -551,7 +551,11 @@ def _trainer(config: dict[str, Any]) -> tuple[Any, Any]:
     else:
         checkpoint = ModelCheckpoint(save_top_k=1, save_last=True, filename="epoch{epoch:03d}")
     try:
-        trainer = L.Trainer(logger=logger, callbacks=[checkpoint, SaveConfig(config)], **options)
+        callbacks = [checkpoint, SaveConfig(config)]
+        if options.get("enable_progress_bar", True):
+            # tqdm, not rich: Lightning picks rich's bar whenever rich is installed (trackers needs it).
+            callbacks.append(TQDMProgressBar())
+        trainer = L.Trainer(logger=logger, callbacks=callbacks, **options)
     except ReIDError:
         raise
     except Exception as exc:  # Lightning's MisconfigurationException, ValueError, TypeError

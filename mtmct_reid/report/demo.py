@@ -355,7 +355,7 @@ def train_demo_model(
         >>> ckpt, logs, model = train_demo_model(records, Path("demo/lightning_logs"), DemoConfig())  # doctest: +SKIP
     """
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from mtmct_reid.data.datamodule import ReIDDataModule
@@ -395,7 +395,8 @@ def train_demo_model(
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=[device.index or 0] if device.type == "cuda" else 1,
         logger=logger,
-        callbacks=[checkpoints],
+        # tqdm, not rich: Lightning picks rich's bar whenever rich is installed (trackers needs it).
+        callbacks=[checkpoints, TQDMProgressBar()] if config.progress else [checkpoints],
         check_val_every_n_epoch=max(1, config.epochs // 3),
         num_sanity_val_steps=0,
         enable_progress_bar=config.progress,
