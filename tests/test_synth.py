@@ -16,13 +16,13 @@ import pytest
 from PIL import Image
 
 from mtmct_reid import cli
-from mtmct_reid.data import synth
 from mtmct_reid.data.market_time import market_global_time
 from mtmct_reid.data.synth import (
     GROUND_TRUTH_NAME,
     SynthConfig,
     generate_network,
     load_ground_truth,
+    rendering,
     transit_ground_truth,
 )
 from mtmct_reid.errors import ReIDError
@@ -364,7 +364,7 @@ def test_refuses_a_non_empty_folder_and_replaces_only_a_network(tmp_path):
 
 def test_an_interrupted_run_leaves_no_folder(tmp_path, monkeypatch):
     rendered = []
-    real_render = synth._render
+    real_render = rendering.render_box
 
     def failing_render(*args, **kwargs):
         if len(rendered) == 10:
@@ -372,7 +372,7 @@ def test_an_interrupted_run_leaves_no_folder(tmp_path, monkeypatch):
         rendered.append(1)
         return real_render(*args, **kwargs)
 
-    monkeypatch.setattr(synth, "_render", failing_render)
+    monkeypatch.setattr(rendering, "render_box", failing_render)
     with pytest.raises(KeyboardInterrupt):
         generate_network(tmp_path / "net", num_ids=8, num_cameras=3, image_size=(32, 16))
     assert list(tmp_path.iterdir()) == []
@@ -462,3 +462,76 @@ def test_cli_bad_arguments_exit_2_with_one_line(tmp_path, capsys, extra, message
     assert len(lines) == 1 and lines[0].startswith("mtmct-reid synth: error:")
     assert message in lines[0] and "Traceback" not in captured.err
     assert not (tmp_path / "net").exists()
+
+
+SYNTH_MODULES = ("config", "graph", "appearance", "people", "rendering", "market", "ground_truth")
+
+
+@pytest.mark.parametrize("name", [*SYNTH_MODULES, "generate"])
+def test_docstring_examples_run(name):
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"mtmct_reid.data.synth.{name}")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_public_pieces_rebuild_the_written_network(tiny_network, gt):
+    """A renderer built from the package's pieces (graph, people, boxes, rendering) gets exactly
+    what generate_network wrote: the same links, names and JPEG bytes."""
+    from io import BytesIO
+
+    from mtmct_reid.data.readers import MARKET_FOLDERS
+    from mtmct_reid.data.synth.config import (
+        STREAM_CAMERA_LOOKS,
+        STREAM_GRAPH,
+        STREAM_IMAGE,
+        STREAM_PEOPLE,
+        stream,
+    )
+    from mtmct_reid.data.synth.graph import build_graph, lookalike_separation
+    from mtmct_reid.data.synth.market import image_specs, market_file_names
+    from mtmct_reid.data.synth.people import make_people
+
+    config = SynthConfig.from_json(gt["config"])
+    graph = build_graph(config, stream(config.seed, STREAM_GRAPH))
+    assert graph.to_json() == {key: gt[key] for key in ("cameras", "camera_order", "links")}
+    separation = lookalike_separation(graph, config)
+    assert separation == gt["lookalike_separation"]
+    people = make_people(config, graph, separation, stream(config.seed, STREAM_PEOPLE))
+    assert [p.cameras for p in people] == [p["cameras"] for p in gt["identities"]]
+    means = [float(t.mean()) for p in people for t in p.visit_times()]
+    assert means == [v["mean_time"] for v in gt["visits"]]
+    specs = image_specs(config, graph, people, stream(config.seed, STREAM_PEOPLE, 1))
+    paths = [
+        f"{MARKET_FOLDERS[s.split]}/{n}"
+        for s, n in zip(specs, market_file_names(specs), strict=True)
+    ]
+    assert paths == gt["images"]["path"]
+    looks_rng = stream(config.seed, STREAM_CAMERA_LOOKS)
+    looks = {cam: rendering.camera_look(config, looks_rng) for cam in graph.cameras}
+    for index in range(0, len(specs), 97):
+        spec = specs[index]
+        image = rendering.render_box(
+            config,
+            looks[spec.camera],
+            spec.appearance,
+            stream(config.seed, STREAM_IMAGE, index),
+            junk=spec.junk,
+        )
+        encoded = BytesIO()
+        image.save(encoded, format="JPEG", quality=config.jpeg_quality)
+        assert encoded.getvalue() == (tiny_network / paths[index]).read_bytes()
+
+
+def test_draw_person_draws_where_asked_on_a_frame_of_any_size():
+    from mtmct_reid.data.synth.appearance import sample_appearance
+
+    frame = Image.new("RGB", (640, 360), (0, 0, 0))
+    app = sample_appearance(np.random.default_rng(5))
+    rendering.draw_person(frame, app, 400.0, 300.0, 150.0, side=1, stride=5.0, swing=2.0)
+    rows, cols = np.nonzero(np.asarray(frame).any(axis=2))
+    assert rows.min() >= 300 - 150 - 2 and rows.max() <= 300
+    assert cols.min() >= 400 - 60 and cols.max() <= 400 + 60
+    assert rows.max() - rows.min() > 0.9 * 150 and len(rows) > 0.1 * 150 * 50
