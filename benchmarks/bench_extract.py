@@ -27,7 +27,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from mtmct_reid.data.images import build_transforms, parse_image_size
+from mtmct_reid.data.image_size import parse_image_size
+from mtmct_reid.data.images import build_transforms
 from mtmct_reid.features import FeatureExtractor, normalize_parts, resolve_device
 from mtmct_reid.models import build_model
 

@@ -68,7 +68,7 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
 
 def run_worker(args: argparse.Namespace) -> dict[str, float]:
     """Time one side of one combination in this process; returns the figures as a dict."""
-    from mtmct_reid.data.images import parse_image_size
+    from mtmct_reid.data.image_size import parse_image_size
     from mtmct_reid.training import ReIDLightningModule
 
     side, model_name, size_text, layout = args.worker

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
-from _dataset_files import make_split_folders
+from _dataset_files import make_msmt17, make_split_folders, tiny_jpeg, write_images
 
 from mtmct_reid.cli import main
 from mtmct_reid.data.readers import read_dataset, read_manifest
@@ -123,3 +125,131 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, expected):
     err = _one_line_error(capsys)
     assert err.startswith("mtmct-reid dataset: error: ")
     assert expected in err
+
+
+# --------------------------------------------------------------------------------------------------
+# Hostile inputs: one line naming the file, row and field; the inputs untouched; nothing written.
+
+HUGE = "99999999999999999999"  # beyond int64
+
+
+def _manifest(tmp: Path, text: str) -> list[str]:
+    write_images(tmp / "data", ["a.jpg", "b.jpg"])
+    (tmp / "data" / "m.csv").write_text(text)
+    return ["dataset", "info", str(tmp / "data" / "m.csv")]
+
+
+def _market(tmp: Path, name: str) -> list[str]:
+    folders = {folder: list(names) for folder, names in MARKET.items()}
+    folders["query"].append(name)
+    make_split_folders(tmp / "data", folders)
+    return ["dataset", "info", str(tmp / "data")]
+
+
+def _msmt17(tmp: Path, query_line: bytes) -> list[str]:
+    root = make_msmt17(
+        tmp / "data",
+        {
+            "list_train.txt": [("0000/0000_000_01_0303morning_0015_0.jpg", 0)],
+            "list_query.txt": [("0000/0000_000_02_0303morning_0020_0.jpg", 0)],
+            "list_gallery.txt": [("0000/0000_001_03_0303noon_0030_0.jpg", 0)],
+        },
+    )
+    (root / "list_query.txt").write_bytes(query_line)
+    return ["dataset", "info", str(root)]
+
+
+def _non_utf8_name(tmp: Path) -> list[str]:
+    make_split_folders(tmp / "data", {"train": ["1_lobby_t5.jpg"]})
+    (tmp / "data" / "train" / "1_lobby_t6_caf\udce9.jpg").write_bytes(tiny_jpeg())
+    pattern = r"^(?P<pid>\d+)_(?P<cam>[a-z]+)_t(?P<time>\d+)"
+    return ["dataset", "export", str(tmp / "data"), "--pattern", pattern, "--out", f"{tmp}/o.csv"]
+
+
+def _file_loop(tmp: Path) -> list[str]:
+    make_split_folders(tmp / "data", MARKET)
+    (tmp / "data" / "query" / "0009_c1s1_000001_00.jpg").symlink_to("0009_c1s1_000001_00.jpg")
+    return ["dataset", "info", str(tmp / "data")]
+
+
+def _folder_loop(tmp: Path) -> list[str]:
+    make_split_folders(tmp / "data", {k: v for k, v in MARKET.items() if k != "query"})
+    (tmp / "data" / "query").symlink_to("query")
+    return ["dataset", "info", str(tmp / "data"), "--layout", "market1501"]
+
+
+HOSTILE = {
+    "manifest pid beyond int64": (
+        lambda t: _manifest(t, f"path,pid,camera\na.jpg,{HUGE},1\n"),
+        f"m.csv, line 2: pid must be an integer within int64, got '{HUGE}'",
+    ),
+    "Market name with a pid beyond int64": (
+        lambda t: _market(t, f"{HUGE}_c1s1_000451_03.jpg"),
+        f"query/{HUGE}_c1s1_000451_03.jpg: person id must be an integer within int64",
+    ),
+    "Market name with a frame beyond int64": (
+        lambda t: _market(t, f"0002_c1s1_{HUGE}_03.jpg"),
+        f"query/0002_c1s1_{HUGE}_03.jpg: frame must be an integer within int64",
+    ),
+    "MSMT17 list with a pid beyond int64": (
+        lambda t: _msmt17(t, f"0000/0000_000_02_0303morning_0020_0.jpg {HUGE}\n".encode()),
+        f"list_query.txt, line 1: person id must be an integer in [0, 9223372036854775806] (within"
+        f" int64), got '{HUGE}'",
+    ),
+    "MSMT17 list in Latin-1": (
+        lambda t: _msmt17(t, b"0000/0000_000_02_0303morning_0020_0.jpg 0\ncaf\xe9.jpg 1\n"),
+        "list_query.txt, line 2: not UTF-8 text (byte 0xe9)",
+    ),
+    "file name that is not UTF-8, exported": (
+        _non_utf8_name,
+        r"1_lobby_t6_caf\xe9.jpg': file name is not UTF-8 text, which a manifest is",
+    ),
+    "link loop in a split folder": (
+        _file_loop,
+        "query/0009_c1s1_000001_00.jpg: cannot be read (Too many levels of symbolic links)",
+    ),
+    "split folder that is a link loop": (
+        _folder_loop,
+        "data/query: a link that cannot be followed (a loop, or a missing target)",
+    ),
+    "manifest with a column twice": (
+        lambda t: _manifest(t, "path,pid,camera,pid\na.jpg,1,1,2\n"),
+        "m.csv: column 'pid' appears 2 times in the header (path,pid,camera,pid); keep one",
+    ),
+    "manifest mixing camera 1 and cam1": (
+        lambda t: _manifest(t, "path,pid,camera\na.jpg,1,1\nb.jpg,1,cam1\n"),
+        "m.csv, line 2 is camera '1' but",
+    ),
+    "manifest with pid -5": (
+        lambda t: _manifest(t, "path,pid,camera\na.jpg,-5,1\n"),
+        "m.csv, line 2 has person id -5 (expected -1 for junk, 0 for a distractor or a positive",
+    ),
+    "Market name with pid -5": (
+        lambda t: _market(t, "-5_c1s1_000451_03.jpg"),
+        "query/-5_c1s1_000451_03.jpg has person id -5",
+    ),
+}
+
+
+def _snapshot(root: Path) -> dict[str, bytes | str]:
+    """Every entry under root: file bytes, or a link's target (links are not followed)."""
+    found: dict[str, bytes | str] = {}
+    for path in sorted(root.rglob("*")):
+        key = str(path.relative_to(root))
+        found[key] = (
+            os.readlink(path)
+            if path.is_symlink()
+            else (path.read_bytes() if path.is_file() else "dir")
+        )
+    return found
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_input_is_one_line_exit_2_and_changes_nothing(tmp_path, capsys, case):
+    make, expected = HOSTILE[case]
+    argv = make(tmp_path)
+    before = _snapshot(tmp_path)
+    assert main(argv) == 2
+    err = _one_line_error(capsys)
+    assert err.startswith("mtmct-reid dataset: error: ") and expected in err
+    assert _snapshot(tmp_path) == before

@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
+from mtmct_reid.data.image_size import parse_image_size
 from mtmct_reid.data.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     IdentitySampler,
     ImageDataset,
     build_transforms,
-    parse_image_size,
 )
 from mtmct_reid.data.records import Records
 from mtmct_reid.errors import ReIDError

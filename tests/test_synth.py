@@ -3,13 +3,19 @@ the camera links, look-alikes that only timing separates, and the true transit-t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import re
+import signal
+import subprocess
+import sys
+import threading
 from collections import defaultdict
 from pathlib import Path
+from time import monotonic, sleep
 
 import numpy as np
 import pytest
@@ -482,7 +488,7 @@ def test_public_pieces_rebuild_the_written_network(tiny_network, gt):
     what generate_network wrote: the same links, names and JPEG bytes."""
     from io import BytesIO
 
-    from mtmct_reid.data.readers import MARKET_FOLDERS
+    from mtmct_reid.data.layouts.market import MARKET_FOLDERS
     from mtmct_reid.data.synth.config import (
         STREAM_CAMERA_LOOKS,
         STREAM_GRAPH,
@@ -535,3 +541,113 @@ def test_draw_person_draws_where_asked_on_a_frame_of_any_size():
     assert rows.min() >= 300 - 150 - 2 and rows.max() <= 300
     assert cols.min() >= 400 - 60 and cols.max() <= 400 + 60
     assert rows.max() - rows.min() > 0.9 * 150 and len(rows) > 0.1 * 150 * 50
+
+
+def _wait_until(condition, proc, timeout=120.0):
+    deadline = monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, "synth ended before the point to stop it at"
+        assert monotonic() < deadline, "synth never reached the point to stop it at"
+        sleep(0.01)
+
+
+def _rendered(parent: Path) -> int:
+    return sum(1 for _ in parent.glob(".net.*.partial/*/*.jpg"))
+
+
+FAULT_POINTS = {
+    "SIGKILL once it holds the lock": (signal.SIGKILL, lambda p: (p / ".net.lock").exists()),
+    "SIGKILL while rendering": (signal.SIGKILL, lambda p: _rendered(p) >= 20),
+    "SIGINT while rendering": (signal.SIGINT, lambda p: _rendered(p) >= 20),
+}
+
+
+@pytest.mark.parametrize("point", list(FAULT_POINTS))
+def test_a_killed_or_interrupted_run_leaves_nothing_finished_and_a_rerun_cleans_up(tmp_path, point):
+    signum, reached = FAULT_POINTS[point]
+    out = tmp_path / "net"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = ["synth", str(out), "--ids", "400", "--cameras", "4", "--image-size", "32x16"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mtmct_reid", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        _wait_until(lambda: reached(tmp_path), proc)
+        os.killpg(proc.pid, signum)
+        code = proc.wait(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert code != 0 and not out.exists()
+    if signum == signal.SIGINT:
+        assert code == 130 and list(tmp_path.iterdir()) == []
+    summary = generate_network(out, num_ids=8, num_cameras=2, image_size=(32, 16), progress=False)
+    assert summary.num_images == len(load_ground_truth(out)["images"]["path"])
+    assert [p.name for p in tmp_path.iterdir()] == ["net"]
+
+
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_works(
+    tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "net"
+    started, release = threading.Event(), threading.Event()
+    real_render = rendering.render_box
+
+    def slow_render(*args, **kwargs):
+        started.set()
+        assert release.wait(60)
+        return real_render(*args, **kwargs)
+
+    monkeypatch.setattr(rendering, "render_box", slow_render)
+    first = {}
+    worker = threading.Thread(
+        target=lambda: first.update(
+            summary=generate_network(
+                out, num_ids=8, num_cameras=2, seed=1, image_size=(32, 16), progress=False
+            )
+        )
+    )
+    worker.start()
+    try:
+        assert started.wait(60)
+        args = ["synth", str(out), "--ids", "8", "--cameras", "2", "--seed", "2"]
+        assert cli.main([*args, "--image-size", "32x16", "--force"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"(pid {os.getpid()}) is writing this folder" in err[0]
+    finally:
+        release.set()
+        worker.join()
+    assert load_ground_truth(out)["seed"] == 1 and "summary" in first
+    assert [p.name for p in tmp_path.iterdir()] == ["net"]
+
+
+def test_an_image_size_beyond_the_bound_is_refused_before_any_work(tmp_path, capsys):
+    for size, message in (
+        ("100000x100000", "--image-size '100000x100000': height and width must be at most 65535"),
+        ("2000x1000", "image_size=(2000, 1000) (expected (height, width) of at least 32x16 and at"),
+    ):
+        assert cli.main(["synth", str(tmp_path / "net"), "--image-size", size]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("lookalike_fraction", "abc", "lookalike_fraction='abc' (expected a finite number)"),
+        ("bin_width", "abc", "bin_width='abc' (expected an integer within int64)"),
+        ("visits_range", 5, "visits_range=5 (expected (min, max) of integers)"),
+        ("num_ids", 10**30, "num_ids=1000000000000000000000000000000 (expected an integer"),
+        ("lookalike_margin", 1e300, "lookalike_margin=1e+300 (expected 0..999999 frames)"),
+    ],
+)
+def test_config_fields_of_the_wrong_kind_or_size_are_named(field, value, message):
+    with pytest.raises(ReIDError) as info:
+        SynthConfig(**{field: value}).validate()
+    assert str(info.value) == message or str(info.value).startswith(message)

@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _read(args: argparse.Namespace):
-    from mtmct_reid.data.readers import detect_layout, read_dataset
+    from mtmct_reid.data.layouts import detect_layout, read_dataset
 
     layout = args.layout
     if layout is None and args.pattern is None:
@@ -69,7 +69,7 @@ def _read(args: argparse.Namespace):
 def run_info(args: argparse.Namespace) -> int:
     import json
 
-    from mtmct_reid.data.readers import dataset_summary, format_summary
+    from mtmct_reid.data.summary import dataset_summary, format_summary
 
     layout, records = _read(args)
     summary = dataset_summary(records)
@@ -84,7 +84,7 @@ def run_info(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from mtmct_reid.data.readers import write_manifest
+    from mtmct_reid.data.layouts.manifest import write_manifest
     from mtmct_reid.data.records import SPLITS
 
     layout, records = _read(args)

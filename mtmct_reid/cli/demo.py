@@ -77,7 +77,7 @@ def _synth_options(items: list[str]) -> dict:
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    from mtmct_reid.data.images import parse_image_size
+    from mtmct_reid.data.image_size import parse_image_size
     from mtmct_reid.report.demo import DemoConfig, run_demo
 
     defaults = DemoConfig()

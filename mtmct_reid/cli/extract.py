@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from mtmct_reid.data.images import parse_image_size
+    from mtmct_reid.data.image_size import parse_image_size
     from mtmct_reid.data.readers import read_dataset
     from mtmct_reid.errors import ReIDError
     from mtmct_reid.features import extract_featureset

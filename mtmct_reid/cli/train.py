@@ -320,7 +320,7 @@ def _devices(text: str) -> int | str | list[int]:
 
 def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The options the flags set, in configuration form."""
-    from mtmct_reid.data.images import parse_image_size
+    from mtmct_reid.data.image_size import parse_image_size
 
     update: dict[str, Any] = {}
     for dest, (section, key) in _FLAG_TARGETS.items():

@@ -13,6 +13,9 @@ from mtmct_reid.errors import ReIDError
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX×,]\s*(\d+)\s*$")
 
+#: The largest side any image size may have (what image files and libraries handle).
+MAX_SIDE = 65_535
+
 
 def parse_image_size(text: str, label: str = "image size") -> tuple[int, int]:
     """Parse ``"HxW"`` (height first, as torchvision sizes are) into ``(H, W)``.
@@ -28,9 +31,13 @@ def parse_image_size(text: str, label: str = "image size") -> tuple[int, int]:
     match = _SIZE.match(str(text))
     if not match:
         raise ReIDError(f"{label} '{text}': expected HEIGHTxWIDTH in pixels, e.g. 384x192")
+    if max(len(match.group(1).lstrip("0")), len(match.group(2).lstrip("0"))) > len(str(MAX_SIDE)):
+        raise ReIDError(f"{label} '{text}': height and width must be at most {MAX_SIDE} pixels")
     height, width = int(match.group(1)), int(match.group(2))
     if height < 1 or width < 1:
         raise ReIDError(f"{label} '{text}': height and width must be positive")
+    if height > MAX_SIDE or width > MAX_SIDE:
+        raise ReIDError(f"{label} '{text}': height and width must be at most {MAX_SIDE} pixels")
     return height, width
 
 

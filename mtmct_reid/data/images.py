@@ -18,8 +18,6 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 from torchvision.transforms import InterpolationMode, v2
 
-# Re-exported: parse_image_size has always been importable from here.
-from mtmct_reid.data.image_size import parse_image_size as parse_image_size
 from mtmct_reid.data.records import Records
 from mtmct_reid.errors import ReIDError, first_line
 

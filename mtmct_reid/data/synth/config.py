@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -23,6 +24,11 @@ MAX_CAMERAS = 9
 MAX_FRAME = 999_999
 #: The smallest image the renderer can draw a recognisable person into (height, width).
 MIN_IMAGE_SIZE = (32, 16)
+#: The largest image (height, width): people crops, not photographs; larger would only cost memory
+#: (each camera's background is drawn at twice the width, in float32).
+MAX_IMAGE_SIZE = (1024, 512)
+#: The most identities a network may have (about 15 images each; more only fills the disk).
+MAX_IDS = 20_000
 
 #: Transit-time distribution families a camera link can draw from.
 TRANSIT_KINDS = ("lognormal", "gaussian")
@@ -30,6 +36,22 @@ TRANSIT_KINDS = ("lognormal", "gaussian")
 # Independent random streams, so that adding draws to one stage never changes another stage's output.
 # A renderer of something else (video frames, say) takes a stream number of its own.
 STREAM_GRAPH, STREAM_PEOPLE, STREAM_CAMERA_LOOKS, STREAM_IMAGE = 1, 2, 3, 4
+
+
+def _is_int(value: Any) -> bool:
+    return (
+        isinstance(value, (int, np.integer))
+        and not isinstance(value, (bool, np.bool_))
+        and -(2**63) <= value < 2**63
+    )
+
+
+def _is_real(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, (bool, np.bool_))
+        and math.isfinite(value)
+    )
 
 
 def stream(seed: int, *keys: int) -> np.random.Generator:
@@ -133,24 +155,49 @@ class SynthConfig:
             if high is not None and value[1] > high:
                 raise bad(name, f"expected max <= {high}")
 
+        for spec in fields(self):
+            value, default = getattr(self, spec.name), spec.default
+            if spec.name == "transit_kinds":
+                ok = isinstance(value, tuple) and all(isinstance(k, str) for k in value)
+                expected = "expected a tuple of names"
+            elif isinstance(default, tuple):
+                kind = _is_int if isinstance(default[0], int) else _is_real
+                ok = isinstance(value, tuple) and len(value) == 2 and all(kind(v) for v in value)
+                expected = "expected " + (
+                    "(height, width)" if spec.name == "image_size" else "(min, max)"
+                )
+                expected += " of integers" if kind is _is_int else " of finite numbers"
+            elif isinstance(default, int):
+                ok, expected = _is_int(value), "expected an integer within int64"
+            else:
+                ok, expected = _is_real(value), "expected a finite number"
+            if not ok:
+                raise bad(spec.name, expected)
         if not 2 <= self.num_cameras <= MAX_CAMERAS:
             raise bad(
                 "num_cameras", f"expected 2..{MAX_CAMERAS}: Market names hold one camera digit"
             )
-        if self.num_ids < 4:
-            raise bad("num_ids", "expected at least 4: two train and two test identities")
-        if self.seed < 0:
+        if not 4 <= self.num_ids <= MAX_IDS:
+            raise bad(
+                "num_ids",
+                f"expected at least 4 (two train and two test identities), at most {MAX_IDS}",
+            )
+        if not 0 <= self.seed < 2**63:
             raise bad("seed", "expected a non-negative integer")
         height, width = self.image_size
-        if height < MIN_IMAGE_SIZE[0] or width < MIN_IMAGE_SIZE[1]:
+        if not (
+            MIN_IMAGE_SIZE[0] <= height <= MAX_IMAGE_SIZE[0]
+            and MIN_IMAGE_SIZE[1] <= width <= MAX_IMAGE_SIZE[1]
+        ):
             raise bad(
                 "image_size",
-                f"expected (height, width) of at least {MIN_IMAGE_SIZE[0]}x{MIN_IMAGE_SIZE[1]}",
+                f"expected (height, width) of at least {MIN_IMAGE_SIZE[0]}x{MIN_IMAGE_SIZE[1]} "
+                f"and at most {MAX_IMAGE_SIZE[0]}x{MAX_IMAGE_SIZE[1]}",
             )
         check_range("visits_range", 2)
         check_range("boxes_per_visit_range", 2, 50)
-        check_range("box_gap_range", 1)
-        check_range("transit_mean_range", 1.0)
+        check_range("box_gap_range", 1, 10_000)
+        check_range("transit_mean_range", 1.0, MAX_FRAME)
         check_range("transit_cv_range", 0.01, 0.3)
         check_range("brightness_range", 0.05)
         check_range("noise_range", 0.0)
@@ -174,12 +221,14 @@ class SynthConfig:
             raise bad("lookalike_group_size", "expected at least 2 identities per group")
         if not 0.0 <= self.lookalike_jitter <= 0.2:
             raise bad("lookalike_jitter", "expected a value in [0, 0.2]")
-        if self.lookalike_margin < 0 or self.blur_max < 0:
-            raise bad("lookalike_margin" if self.lookalike_margin < 0 else "blur_max", ">= 0")
+        if not 0 <= self.lookalike_margin <= MAX_FRAME:
+            raise bad("lookalike_margin", f"expected 0..{MAX_FRAME} frames")
+        if not 0 <= self.blur_max <= 10:
+            raise bad("blur_max", "expected 0..10 pixels")
         if not 1 <= self.jpeg_quality <= 95:
             raise bad("jpeg_quality", "expected 1..95")
-        if self.bin_width < 1:
-            raise bad("bin_width", "expected a positive number of frames")
+        if not 1 <= self.bin_width <= MAX_FRAME:
+            raise bad("bin_width", f"expected a positive number of frames, at most {MAX_FRAME}")
 
     def to_json(self) -> dict[str, Any]:
         """The configuration as plain JSON values (tuples become lists)."""

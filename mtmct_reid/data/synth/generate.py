@@ -3,11 +3,15 @@ staging folder, renamed onto the output at the end."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from mtmct_reid._io import umask_mode, write_json
-from mtmct_reid.data.readers import MARKET_FOLDERS
+from mtmct_reid.data.layouts.market import MARKET_FOLDERS
 from mtmct_reid.data.synth import rendering
 from mtmct_reid.data.synth.config import (
     GROUND_TRUTH_NAME,
@@ -79,6 +83,60 @@ class SynthSummary:
         )
 
 
+@contextlib.contextmanager
+def _output_lock(out: Path) -> Iterator[None]:
+    """Hold ``.OUT.lock`` beside the output for the whole run, so a second run into the same folder
+    is refused instead of racing the first; the kernel releases it if the process is killed."""
+    lock_path = out.parent / f".{out.name}.lock"
+    while True:
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, umask_mode(0o666))
+        except OSError as exc:
+            raise ReIDError(f"{out}: cannot create {lock_path.name} ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            raise ReIDError(
+                f"{out}: another 'mtmct-reid synth' (pid {holder or '?'}) is writing this folder; "
+                "wait for it to finish or choose another folder"
+            ) from None
+        # The file may have been removed by the run that held it just before we locked it; then
+        # our lock is on a file nobody else sees, and we take the new one instead.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock_path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock_path.unlink()
+        os.close(fd)
+
+
+def _clean_stale(out: Path) -> None:
+    """Remove what killed runs into ``out`` left beside it (their staging folders), and put back a
+    previous network a killed run had moved aside to replace it. Called with the lock held, so no
+    live run owns them."""
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.[a-z0-9_]+\.(partial|old)$")
+    stale = sorted(p for p in out.parent.iterdir() if pattern.match(p.name) and p.is_dir())
+    retired = [p for p in stale if p.name.endswith(".old")]
+    if retired and not out.exists() and (retired[0] / GROUND_TRUTH_NAME).is_file():
+        log.warning("%s: putting back the previous network a killed run had moved aside", out)
+        os.replace(retired[0], out)
+        stale.remove(retired[0])
+    for path in stale:
+        log.info("%s: removing %s left by a killed run", out, path.name)
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _check_out_dir(out: Path, overwrite: bool) -> None:
     if not out.exists():
         return
@@ -108,8 +166,10 @@ def generate_network(
 ) -> SynthSummary:
     """Generate a synthetic camera network in the Market-1501 layout, with ``ground_truth.json``.
 
-    The images are written into a hidden folder beside ``out_dir`` and renamed onto it at the end, so
-    an interrupted run leaves no half-written dataset.
+    The images are written into a hidden folder beside ``out_dir`` (``.OUT.*.partial``) and renamed
+    onto it at the end, so an interrupted run leaves no half-written dataset; a run killed outright
+    leaves its hidden folder, which the next run into ``out_dir`` removes. A run holds
+    ``.OUT.lock`` beside the output while it works: a second run into the same folder is refused.
 
     Args:
         out_dir: folder to create; it may exist if empty. An existing network is replaced only with
@@ -155,52 +215,59 @@ def generate_network(
     cfg.validate()
 
     out = Path(out_dir)
-    _check_out_dir(out, overwrite)
-
-    graph = build_graph(cfg, stream(cfg.seed, STREAM_GRAPH))
-    separation = lookalike_separation(graph, cfg)
-    people = make_people(cfg, graph, separation, stream(cfg.seed, STREAM_PEOPLE))
-    specs = image_specs(cfg, graph, people, stream(cfg.seed, STREAM_PEOPLE, 1))
-    names = market_file_names(specs)
-    looks_rng = stream(cfg.seed, STREAM_CAMERA_LOOKS)
-    looks = {cam: rendering.camera_look(cfg, looks_rng) for cam in graph.cameras}
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        staging.chmod(umask_mode(0o777))
-        for folder in MARKET_FOLDERS.values():
-            (staging / folder).mkdir()
-        bar = tqdm(
-            total=len(specs),
-            desc="synth images",
-            unit="img",
-            disable=None if progress is None else not progress,
-        )
-        with bar:
-            for index, (spec, name) in enumerate(zip(specs, names, strict=True)):
-                rng = stream(cfg.seed, STREAM_IMAGE, index)
-                image = rendering.render_box(
-                    cfg, looks[spec.camera], spec.appearance, rng, junk=spec.junk
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReIDError(f"{out}: cannot create its folder ({exc.strerror or exc})") from None
+    with _output_lock(out):
+        _clean_stale(out)
+        _check_out_dir(out, overwrite)
+
+        graph = build_graph(cfg, stream(cfg.seed, STREAM_GRAPH))
+        separation = lookalike_separation(graph, cfg)
+        people = make_people(cfg, graph, separation, stream(cfg.seed, STREAM_PEOPLE))
+        specs = image_specs(cfg, graph, people, stream(cfg.seed, STREAM_PEOPLE, 1))
+        names = market_file_names(specs)
+        looks_rng = stream(cfg.seed, STREAM_CAMERA_LOOKS)
+        looks = {cam: rendering.camera_look(cfg, looks_rng) for cam in graph.cameras}
+
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+        try:
+            staging.chmod(umask_mode(0o777))
+            for folder in MARKET_FOLDERS.values():
+                (staging / folder).mkdir()
+            bar = tqdm(
+                total=len(specs),
+                desc="synth images",
+                unit="img",
+                disable=None if progress is None else not progress,
+            )
+            with bar:
+                for index, (spec, name) in enumerate(zip(specs, names, strict=True)):
+                    rng = stream(cfg.seed, STREAM_IMAGE, index)
+                    image = rendering.render_box(
+                        cfg, looks[spec.camera], spec.appearance, rng, junk=spec.junk
+                    )
+                    image.save(
+                        staging / MARKET_FOLDERS[spec.split] / name,
+                        format="JPEG",
+                        quality=cfg.jpeg_quality,
+                    )
+                    bar.update()
+            ground_truth = build_ground_truth(cfg, graph, separation, people, specs, names)
+            write_json(staging / GROUND_TRUTH_NAME, ground_truth)
+            if out.exists() and any(out.iterdir()):
+                retired = Path(
+                    tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent)
                 )
-                image.save(
-                    staging / MARKET_FOLDERS[spec.split] / name,
-                    format="JPEG",
-                    quality=cfg.jpeg_quality,
-                )
-                bar.update()
-        ground_truth = build_ground_truth(cfg, graph, separation, people, specs, names)
-        write_json(staging / GROUND_TRUTH_NAME, ground_truth)
-        if out.exists() and any(out.iterdir()):
-            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, retired)
-            os.replace(staging, out)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+                os.replace(out, retired)
+                os.replace(staging, out)
+                shutil.rmtree(retired, ignore_errors=True)
+            else:
+                os.replace(staging, out)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
 
     splits = [s.split for s in specs]
     summary = SynthSummary(

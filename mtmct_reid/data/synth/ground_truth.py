@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from scipy.signal import fftconvolve
 
-from mtmct_reid.data.readers import MARKET_FOLDERS
+from mtmct_reid.data.layouts.market import MARKET_FOLDERS
 from mtmct_reid.data.synth.config import (
     GROUND_TRUTH_FORMAT,
     GROUND_TRUTH_NAME,
