@@ -177,3 +177,23 @@ def test_identity_sampler_rejects_impossible_batches():
         IdentitySampler([1, 1, 2, 2, 3, 3], batch_size=16, num_instances=4)
     with pytest.raises(ReIDError, match="batch_size \\(10\\) must be a positive multiple"):
         IdentitySampler([1, 2, 3], batch_size=10, num_instances=4)
+
+
+def test_parsing_an_image_size_does_not_import_torch():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "from mtmct_reid.data.image_size import parse_image_size\n"
+        "from mtmct_reid.data.synth import SynthConfig\n"
+        "SynthConfig(image_size=parse_image_size('384x192')).validate()\n"
+        "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))\n"
+    )
+    repo = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
