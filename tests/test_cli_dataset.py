@@ -218,7 +218,7 @@ HOSTILE = {
     ),
     "manifest mixing camera 1 and cam1": (
         lambda t: _manifest(t, "path,pid,camera\na.jpg,1,1\nb.jpg,1,cam1\n"),
-        "m.csv, line 2 is camera '1' but",
+        "m.csv: line 2 is camera '1' but line 3 is camera 'cam1': camera labels must be all",
     ),
     "manifest with pid -5": (
         lambda t: _manifest(t, "path,pid,camera\na.jpg,-5,1\n"),

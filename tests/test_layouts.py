@@ -193,6 +193,9 @@ def test_the_readme_layout_example_runs_as_written(registry, tmp_path, monkeypat
         "layouts.manifest",
         "summary",
         "image_size",
+        "images",
+        "records",
+        "market_time",
     ],
 )
 def test_docstring_examples_run(name):

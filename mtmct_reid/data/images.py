@@ -1,8 +1,9 @@
-"""Images for the network: a torch ``Dataset`` over records, the train/test transforms, an
-identity-balanced sampler, and ``HxW`` size parsing.
+"""Images for the network: a torch ``Dataset`` over records, the train/test transforms and an
+identity-balanced sampler. (``HxW`` sizes are parsed by :mod:`mtmct_reid.data.image_size`, which does
+not import torch.)
 
-The train and test pipelines are built separately on purpose: sharing one list of transforms is how the
-seed implementation lost the horizontal flip in training and applied random erasing at test time.
+The train and test pipelines are built separately on purpose: one shared list of transforms is how a
+pipeline loses the horizontal flip in training or applies random erasing at test time.
 """
 
 from __future__ import annotations
@@ -101,8 +102,10 @@ class ImageDataset(Dataset):
         bad_paths: files found unreadable so far in this process (DataLoader workers keep their own).
 
     Example:
-        >>> ds = ImageDataset(records.split("train"), build_transforms((256, 128), train=True))  # doctest: +SKIP
-        >>> image, label, index = ds[0]                                                          # doctest: +SKIP
+        >>> ds = ImageDataset([Image.new("RGB", (32, 64))], build_transforms((64, 32), train=False))
+        >>> image, label, index = ds[0]
+        >>> tuple(image.shape), label, index
+        ((3, 64, 32), 0, 0)
     """
 
     def __init__(

@@ -284,13 +284,14 @@ def float_column(values: np.ndarray, error: Callable[[int, str], str]) -> np.nda
 
 
 def camera_ids(
-    labels: np.ndarray, where: Callable[[int], str]
+    labels: np.ndarray, where: Callable[[int], str], origin: str = ""
 ) -> tuple[np.ndarray, dict[int, str]]:
     """Camera labels to ids: integer labels are the ids; names (all labels non-integer) become ids
     1..C in sorted order, with the map back to the names.
 
     Labels that mix both forms (``1`` and ``cam1``) are refused: they are almost always one camera
-    spelt two ways, and counting them as two would split its images silently.
+    spelt two ways, and counting them as two would split its images silently. ``where(i)`` names
+    row ``i`` in messages, after ``origin`` (the file, say).
 
     Example:
         >>> camera_ids(np.array(["lobby", "door", "lobby"]), str)
@@ -299,12 +300,12 @@ def camera_ids(
     labels = np.char.strip(labels.astype(np.str_))
     numeric = np.char.isdigit(np.char.lstrip(labels, "+-"))
     if numeric.all():
-        return int_column(labels, where), {}
+        return int_column(labels, lambda i: f"{origin}{where(i)}"), {}
     if numeric.any():
         first_num = int(np.flatnonzero(numeric)[0])
         first_name = int(np.flatnonzero(~numeric)[0])
         raise ReIDError(
-            f"{where(first_num)} is camera {str(labels[first_num])!r} but {where(first_name)} is "
+            f"{origin}{where(first_num)} is camera {str(labels[first_num])!r} but {where(first_name)} is "
             f"camera {str(labels[first_name])!r}: camera labels must be all integers or all "
             "names, not both (spell each camera one way)"
         )

@@ -155,7 +155,7 @@ def read_manifest(csv_path: str | os.PathLike) -> Records:
     empty_cam = np.flatnonzero(cam_column == "")
     if empty_cam.size:
         raise ReIDError(f"{path}, line {line_of(int(empty_cam[0]))}: empty camera cell")
-    cams, camera_names = camera_ids(cam_column, lambda i: f"{path}, line {line_of(i)}")
+    cams, camera_names = camera_ids(cam_column, lambda i: f"line {line_of(i)}", f"{path}: ")
 
     folder = path.parent
     rel = np.char.strip(columns["path"])
