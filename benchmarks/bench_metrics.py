@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._reference import market_like_features, per_query_ranking
 from mtmct_reid.retrieval.metrics import evaluate_scores
+from tests.reference import market_like_features, per_query_ranking
 
 
 def measured(function: Callable[[], Any]) -> tuple[Any, float, float]:

@@ -8,14 +8,16 @@ Run from the repository root::
 
 Sections (each compares ours with a reference in the same run and prints the ratio):
 
-- ``rerank``: visual + k-reciprocal re-ranking from a features file, each in a fresh process (start-up,
-  imports and loading included); wall time, peak resident memory (the process's own ``ru_maxrss``) and
-  the largest absolute difference of the re-ranked distances. The dense reference is skipped at MSMT17
-  size, where its N x N matrices do not fit in memory.
+- ``rerank``: visual + k-reciprocal re-ranking of a features file: ``mtmct-reid evaluate FEATURES
+  --rerank`` against the dense numpy reference (st-ReID's ``re_ranking`` on the full matrices, then the
+  same metrics), each in a fresh process (start-up, imports and loading included); wall time, peak
+  resident memory (the process's own ``ru_maxrss``), their ratios and the largest difference of the
+  figures. The dense reference is skipped at MSMT17 size, where its N x N matrices do not fit.
 - ``metrics``: CMC / mAP / mINP of the visual scores, ours against a per-query Python loop.
 - ``st``: transit-time probability of every query x gallery pair, ours (vectorised) against a
   pair-by-pair Python loop timed on a subsample and extrapolated (said so in the output).
-- ``evaluate``: the four modes through ``mtmct-reid evaluate`` (visual, +ST, +re-rank, +both).
+- ``evaluate``: the four modes through ``mtmct-reid evaluate FEATURES --st-model ST --rerank`` (visual,
+  +ST, +re-rank, +both) in a fresh process: wall time and peak memory.
 
 Sections whose library module does not exist yet are reported as skipped.
 """
@@ -35,20 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
-try:
-    from benchmarks._reference import (
-        dense_rerank_features,
-        l2_normalise,
-        market_like_features,
-        per_query_ranking,
-    )
-except ImportError:  # run as a script: benchmarks/ itself is on the path
-    from _reference import (  # type: ignore[no-redef]
-        dense_rerank_features,
-        l2_normalise,
-        market_like_features,
-        per_query_ranking,
-    )
+from tests.reference import (
+    dense_rerank_features,
+    l2_normalise,
+    market_like_features,
+    per_query_ranking,
+)
 
 SIZES = {
     "small": (400, 2000, 256),
@@ -72,38 +66,49 @@ def _peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
-def _gib(num_bytes: float) -> str:
-    return f"{num_bytes / 2**30:.2f} GiB"
+def _gb(num_bytes: float) -> str:
+    return f"{num_bytes / 1e9:.2f} GB"
 
 
 # --------------------------------------------------------------------------------------------------
 # Workers: each runs in its own process so its peak memory is its own.
 
 
-def _worker(kind: str, features_path: str, out_path: str, report_path: str) -> None:
+def _worker(kind: str, features_path: str, json_path: str, report_path: str) -> None:
+    """One measured run: ``command`` (``mtmct-reid evaluate --rerank``, or the four modes with
+    ``command-st``) or ``dense`` (the dense reference and the same metrics)."""
     start = time.perf_counter()
-    if kind == "ours":
-        from mtmct_reid.featureset import FeatureSet
-        from mtmct_reid.retrieval.rerank import rerank_features
+    if kind in ("command", "command-st"):
+        from mtmct_reid.cli import main
 
-        features = FeatureSet.load(features_path)
-        dist = rerank_features(features.query.features, features.gallery.features, progress=False)
+        argv = ["evaluate", features_path, "--rerank", "--no-progress", "--json", json_path]
+        if kind == "command-st":
+            argv += ["--st-model", str(Path(features_path).with_name("transit.npz"))]
+        code = main(argv)
+        if code:
+            raise SystemExit(code)
     elif kind == "dense":
+        from mtmct_reid.retrieval.metrics import evaluate_scores
+
         with np.load(features_path, allow_pickle=False) as npz:
-            query, gallery = npz["query_features"], npz["gallery_features"]
-        dist = dense_rerank_features(query, gallery)
+            arrays = {name: npz[name] for name in npz.files}
+        dist = dense_rerank_features(arrays["query_features"], arrays["gallery_features"])
+        labels = [
+            arrays[f"{side}_{key}"] for side in ("query", "gallery") for key in ("pids", "cams")
+        ]
+        result = evaluate_scores(-dist, *labels)
+        Path(json_path).write_text(json.dumps({"modes": {"visual+rerank": result.as_dict()}}))
     else:
         raise SystemExit(f"unknown worker {kind!r}")
     elapsed = time.perf_counter() - start
-    np.save(out_path, dist)
     Path(report_path).write_text(
         json.dumps({"inside_s": elapsed, "peak_rss": _peak_rss_bytes()}) + "\n"
     )
 
 
 def _run_worker(kind: str, features_path: Path, workdir: Path) -> dict:
-    out_path = workdir / f"rerank_{kind}.npy"
-    report_path = workdir / f"rerank_{kind}.json"
+    json_path = workdir / f"{kind}_figures.json"
+    report_path = workdir / f"{kind}_report.json"
     command = [
         sys.executable,
         "-m",
@@ -111,16 +116,21 @@ def _run_worker(kind: str, features_path: Path, workdir: Path) -> dict:
         "--worker",
         kind,
         str(features_path),
-        str(out_path),
+        str(json_path),
         str(report_path),
     ]
     start = time.perf_counter()
-    subprocess.run(command, check=True, cwd=REPO_ROOT)
+    subprocess.run(command, check=True, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     report = json.loads(report_path.read_text())
     report["wall_s"] = wall
-    report["out"] = out_path
+    report["figures"] = json.loads(json_path.read_text())["modes"]
     return report
+
+
+def _load_note() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPUs"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -129,24 +139,25 @@ def _run_worker(kind: str, features_path: Path, workdir: Path) -> dict:
 
 def bench_rerank(features_path: Path, workdir: Path, size: str) -> None:
     print("\n== visual + k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3), fresh process each ==")
-    ours = _run_worker("ours", features_path, workdir)
+    ours = _run_worker("command", features_path, workdir)
     print(
-        f"ours : {ours['wall_s']:7.2f} s wall (start-up included; {ours['inside_s']:.2f} s after "
-        f"start-up), peak RSS {_gib(ours['peak_rss'])}"
+        f"mtmct-reid evaluate --rerank: {ours['wall_s']:7.2f} s wall (start-up included), "
+        f"peak RSS {_gb(ours['peak_rss'])}   [{_load_note()}]"
     )
     if size == "msmt":
-        print("dense: skipped (its N x N float matrices need > 100 GB at MSMT17 size)")
+        print("dense reference: skipped (its N x N float matrices need > 100 GB at MSMT17 size)")
         return
     dense = _run_worker("dense", features_path, workdir)
     print(
-        f"dense: {dense['wall_s']:7.2f} s wall (start-up included; {dense['inside_s']:.2f} s after "
-        f"start-up), peak RSS {_gib(dense['peak_rss'])}"
+        f"dense numpy reference       : {dense['wall_s']:7.2f} s wall (start-up included), "
+        f"peak RSS {_gb(dense['peak_rss'])}   [{_load_note()}]"
     )
-    difference = np.abs(np.load(ours["out"]) - np.load(dense["out"])).max()
+    got, expected = ours["figures"]["visual+rerank"], dense["figures"]["visual+rerank"]
+    difference = max(abs(got[key] - expected[key]) for key in ("mAP", "R1", "R5", "R10", "mINP"))
     print(
-        f"speed-up {dense['wall_s'] / ours['wall_s']:.2f}x, peak memory "
-        f"{ours['peak_rss'] / dense['peak_rss']:.3f} of the dense one, "
-        f"max |difference| {difference:.2e}"
+        f"TARGET visual+rerank: {dense['wall_s'] / ours['wall_s']:.2f}x faster (target >= 8x), "
+        f"{ours['peak_rss'] / dense['peak_rss']:.3f} of the dense memory (target <= 0.15); "
+        f"max |difference| of mAP/R1/R5/R10/mINP {difference:.1e}"
     )
 
 
@@ -235,36 +246,26 @@ def bench_st(data: dict[str, np.ndarray], subsample: int = 20_000) -> None:
     )
 
 
-def bench_evaluate(data: dict[str, np.ndarray], features_path: Path, workdir: Path) -> None:
-    print("\n== four modes through `mtmct-reid evaluate` ==")
+def bench_evaluate(
+    data: dict[str, np.ndarray], features_path: Path, workdir: Path, size: str
+) -> None:
+    print("\n== four modes through `mtmct-reid evaluate --st-model ST --rerank`, fresh process ==")
     if not (_have("mtmct_reid.cli.evaluate") and _have("mtmct_reid.retrieval.transit")):
         print("skipped: the evaluate command or the transit-time model does not exist yet")
         return
-    model_path = workdir / "transit.npz"
-    _fit_transit(data).save(model_path)
-    json_path = workdir / "evaluation.json"
-    command = [
-        sys.executable,
-        "-m",
-        "mtmct_reid",
-        "evaluate",
-        str(features_path),
-        "--st-model",
-        str(model_path),
-        "--rerank",
-        "--json",
-        str(json_path),
-    ]
-    start = time.perf_counter()
-    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if completed.returncode != 0:
+    _fit_transit(data).save(features_path.with_name("transit.npz"))
+    run = _run_worker("command-st", features_path, workdir)
+    for mode, figures in run["figures"].items():
         print(
-            f"`{' '.join(command[2:])}` failed ({completed.returncode}): {completed.stderr.strip()}"
+            f"{mode:<17} mAP {100 * figures['mAP']:6.2f}  R1 {100 * figures['R1']:6.2f}  "
+            f"mINP {100 * figures['mINP']:6.2f}"
         )
-        return
-    print(completed.stdout.rstrip())
-    print(f"wall {wall:.2f} s (start-up included)")
+    wall_target, memory_target = (150, 12) if size == "msmt" else (8, 2.5)
+    print(
+        f"TARGET four modes: {run['wall_s']:.2f} s wall (start-up included; target <= "
+        f"{wall_target} s), peak RSS {_gb(run['peak_rss'])} (target <= {memory_target} GB)   "
+        f"[{_load_note()}]"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         if "st" in sections:
             bench_st(data)
         if "evaluate" in sections:
-            bench_evaluate(data, features_path, workdir)
+            bench_evaluate(data, features_path, workdir, args.size)
     return 0
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from mtmct_reid._io import open_npz, save_npz
 from mtmct_reid.data.readers import list_images, read_dataset
 from mtmct_reid.data.readers import parse_image_names as parse_image_names  # public here too
-from mtmct_reid.data.records import DISTRACTOR_PID, JUNK_PID, Records
+from mtmct_reid.data.records import DISTRACTOR_PID, Records
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.featureset import (
     FeatureSet,
@@ -42,8 +42,8 @@ from mtmct_reid.featureset import (
     read_side,
     side_arrays,
 )
-from mtmct_reid.retrieval.evaluate import normalise_rows
 from mtmct_reid.retrieval.fusion import DEFAULT_FUSION, FusionParams, fuse
+from mtmct_reid.retrieval.protocol import ignored_for_query, normalise_rows
 
 if TYPE_CHECKING:
     from mtmct_reid.models.registry import ReIDModel
@@ -307,7 +307,7 @@ def _kept_columns(
         keep = gallery.cams != camera
     if pid is not None and pid > 0:
         # The evaluation protocol's junk: the same person seen by the same camera, and junk boxes.
-        protocol = ~((gallery.pids == pid) & (gallery.cams == camera)) & (gallery.pids != JUNK_PID)
+        protocol = ~ignored_for_query(pid, camera, gallery.pids, gallery.cams)
         keep = protocol if keep is None else keep & protocol
     return keep
 

@@ -2,36 +2,27 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
+import reference
 
 from mtmct_reid import cli
 from mtmct_reid._io import save_npz
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.featureset import FeatureSet, FeatureSide
-from mtmct_reid.retrieval import evaluate as evaluate_module
-from mtmct_reid.retrieval import rerank
 from mtmct_reid.retrieval.evaluate import (
     MODES,
     EvaluationReport,
     FeatureSetScorer,
-    SymmetricRows,
     evaluate_featureset,
-    normalise_rows,
 )
 from mtmct_reid.retrieval.fusion import FusionParams
 from mtmct_reid.retrieval.metrics import RankingResult, evaluate_scores
-
-_spec = importlib.util.spec_from_file_location(
-    "benchmarks_reference", Path(__file__).resolve().parents[1] / "benchmarks" / "_reference.py"
-)
-reference = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(reference)
+from mtmct_reid.retrieval.protocol import normalise_rows
 
 
 def make_data(num_query=40, num_gallery=220, dim=24, seed=0):
@@ -114,8 +105,15 @@ def test_streid_protocol_is_passed_through(data):
     assert_same_result(report.modes["visual"], expected)
 
 
-def test_rerank_mode_matches_the_dense_reference(data):
-    report = evaluate_featureset(featureset(data), rerank=True, chunk_size=64, progress=False)
+@pytest.mark.parametrize("approximate", [False, True], ids=["float32", "bfloat16"])
+def test_rerank_mode_matches_the_dense_reference(data, approximate):
+    report = evaluate_featureset(
+        featureset(data),
+        rerank=True,
+        chunk_size=64,
+        progress=False,
+        approximate_search=approximate,
+    )
     assert list(report.modes) == ["visual", "visual+rerank"]
     distance = reference.dense_rerank_features(data["query_features"], data["gallery_features"])
     assert_same_result(report.modes["visual+rerank"], evaluate_scores(-distance, *labels(data)))
@@ -125,11 +123,18 @@ def test_rerank_mode_matches_the_dense_reference(data):
     assert_same_result(report.modes["visual"], visual)
 
 
-def test_st_modes_match_fusion_of_the_model_probability(data):
+@pytest.mark.parametrize("approximate", [False, True], ids=["float32", "bfloat16"])
+def test_st_modes_match_fusion_of_the_model_probability(data, approximate):
     model = fit_st_model(data)
     params = FusionParams(lambda0=1.5, gamma0=4.0, lambda1=2.0, gamma1=30.0)
     report = evaluate_featureset(
-        featureset(data), st_model=model, rerank=True, fusion=params, chunk_size=50, progress=False
+        featureset(data),
+        st_model=model,
+        rerank=True,
+        fusion=params,
+        chunk_size=50,
+        progress=False,
+        approximate_search=approximate,
     )
     assert list(report.modes) == list(MODES)
 
@@ -159,17 +164,6 @@ def test_chunk_size_does_not_change_the_figures(data):
         assert_same_result(small.modes[mode], large.modes[mode])
 
 
-def test_rerank_ranks_query_rows_it_did_not_request(data, monkeypatch):
-    # Should re-ranking ever skip rows, the non-re-ranked modes are still complete.
-    def rerank_without_rows(similarity_rows, num_query, num_total, **kw):
-        return np.zeros((num_query, num_total - num_query), np.float32)
-
-    monkeypatch.setattr(rerank, "k_reciprocal_rerank", rerank_without_rows)
-    report = evaluate_featureset(featureset(data), rerank=True, progress=False)
-    plain = evaluate_featureset(featureset(data), progress=False)
-    assert_same_result(report.modes["visual"], plain.modes["visual"])
-
-
 def test_scorer_rows_and_pairs_agree(data):
     model = fit_st_model(data)
     scorer = FeatureSetScorer(featureset(data), st_model=model)
@@ -189,14 +183,15 @@ def test_scorer_rows_and_pairs_agree(data):
 
 
 @pytest.mark.parametrize("window_fraction", [-1.0, 2.0])  # always direct / always windowed
-def test_joint_scores_equal_fusion_of_every_pair_probability(data, monkeypatch, window_fraction):
-    monkeypatch.setattr(evaluate_module, "_WINDOW_FRACTION", window_fraction)
+def test_joint_scores_equal_fusion_of_every_pair_probability(data, window_fraction):
     frames = dict(data)  # integer frame times: time differences fall exactly on bin edges
     for side in ("query", "gallery"):
         frames[f"{side}_times"] = np.round(data[f"{side}_times"] / 50) * 50
     model = fit_st_model(frames)
     params = FusionParams(lambda0=1.0, gamma0=5.0, lambda1=3.0, gamma1=40.0)
-    scorer = FeatureSetScorer(featureset(frames), st_model=model, fusion=params)
+    scorer = FeatureSetScorer(
+        featureset(frames), st_model=model, fusion=params, window_fraction=window_fraction
+    )
     cams = np.concatenate([frames["query_cams"], frames["gallery_cams"]])
     times = np.concatenate([frames["query_times"], frames["gallery_times"]])
     probability = model.probability(cams[:, None], times[:, None], cams[None, :], times[None, :])
@@ -207,44 +202,6 @@ def test_joint_scores_equal_fusion_of_every_pair_probability(data, monkeypatch, 
     np.testing.assert_allclose(
         joint_qg, joint_formula(visual[3:29, 40:], probability[3:29, 40:], params), rtol=2e-6
     )
-
-
-def test_symmetric_rows_equal_direct_rows(data):
-    scorer = FeatureSetScorer(featureset(data), st_model=fit_st_model(data))
-    blocks = SymmetricRows(scorer, joint=True, block_size=47)  # does not divide 260 samples
-    served = []
-    for start in range(0, scorer.num_total, 47):
-        stop = min(start + 47, scorer.num_total)
-        if start == 94:  # a request out of turn is answered directly and changes nothing
-            visual, joint = blocks(10, 30)
-            direct_visual, direct_joint = scorer.rows(10, 30, visual=True, joint=True)
-            np.testing.assert_array_equal(visual, direct_visual)
-            np.testing.assert_array_equal(joint, direct_joint)
-        served.append(blocks(start, stop))
-    visual = np.concatenate([v for v, _ in served])
-    joint = np.concatenate([j for _, j in served])
-    direct_visual, direct_joint = scorer.rows(0, scorer.num_total, visual=True, joint=True)
-    np.testing.assert_allclose(visual, direct_visual, atol=1e-6)
-    np.testing.assert_allclose(joint, direct_joint, atol=1e-6)
-    # Off-diagonal tiles are computed once and mirrored: exactly symmetric.
-    block_of = np.arange(scorer.num_total) // 47
-    off_diagonal = block_of[:, None] != block_of[None, :]
-    np.testing.assert_array_equal(visual[off_diagonal], visual.T[off_diagonal])
-    np.testing.assert_array_equal(joint[off_diagonal], joint.T[off_diagonal])
-    assert not blocks._kept  # every kept tile was handed out and released
-    only_visual = SymmetricRows(scorer, joint=False, block_size=100)
-    first = only_visual(0, 100)
-    assert isinstance(first, np.ndarray) and first.shape == (100, scorer.num_total)
-    assert SymmetricRows.peak_bytes(19281, 2) == 19281**2 * 2
-
-
-def test_rerank_without_the_symmetric_cache_gives_the_same_figures(data, monkeypatch):
-    model = fit_st_model(data)
-    cached = evaluate_featureset(featureset(data), st_model=model, rerank=True, progress=False)
-    monkeypatch.setattr(evaluate_module, "_SYMMETRIC_CACHE_BYTES", 0)
-    direct = evaluate_featureset(featureset(data), st_model=model, rerank=True, progress=False)
-    for mode in MODES:
-        assert_same_result(cached.modes[mode], direct.modes[mode])
 
 
 def test_queries_without_valid_match_are_counted_and_logged(data, caplog):

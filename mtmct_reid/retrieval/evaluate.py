@@ -7,10 +7,10 @@
   the (query + gallery)^2 matrix (st-ReID re-ranks the joint score).
 
 Scores are computed in blocks of query rows and ranked at once, so memory stays O(chunk x gallery)
-beyond the features. With re-ranking, the (query + gallery)^2 score rows are computed once: the query
-rows among them are also what the non-re-ranked modes rank, so the query x gallery product is not
-repeated; one product feeds both re-ranked modes; and the matrix being symmetric, each off-diagonal
-tile is computed once and mirrored (:class:`SymmetricRows`, when its memory fits).
+beyond the features. With re-ranking, the (query + gallery)^2 score rows are computed once by
+:func:`mtmct_reid.retrieval.rerank.rerank`: the query rows among them are also what the
+non-re-ranked modes rank, so the query x gallery product is not repeated, and one product feeds both
+re-ranked modes.
 
 The transit-time probability is zero beyond the model's last bin, so the joint score looks the
 probability up only for the pairs whose time difference is within the model's range (a range of the
@@ -44,12 +44,8 @@ from mtmct_reid.retrieval.fusion import (
     fuse_denominator,
     logistic_denominator,
 )
-from mtmct_reid.retrieval.metrics import (
-    NO_VALID_QUERY_HINT,
-    RankingResult,
-    RetrievalEvaluator,
-    valid_query_mask,
-)
+from mtmct_reid.retrieval.metrics import NO_VALID_QUERY_HINT, RankingResult, RetrievalEvaluator
+from mtmct_reid.retrieval.protocol import normalise_rows, valid_query_mask
 
 if TYPE_CHECKING:
     from mtmct_reid.retrieval.transit import TransitTimeModel
@@ -59,17 +55,12 @@ log = logging.getLogger(__name__)
 MODES = ("visual", "visual+st", "visual+rerank", "visual+st+rerank")
 #: Query rows scored at once (a [chunk, gallery] float32 block per mode).
 DEFAULT_CHUNK_SIZE = 512
-#: Rows normalised at once by :func:`normalise_rows`.
-_NORM_BLOCK = 1024
 #: Sample pairs whose features are gathered at once by :meth:`FeatureSetScorer.pairs`.
 _PAIR_BLOCK = 1024
 #: Score-matrix elements whose transit-time probabilities are looked up at once.
 _ST_BLOCK_ELEMENTS = 1 << 18
-#: Largest memory for the tiles that re-ranking's symmetric score rows keep (:class:`SymmetricRows`);
-#: beyond it (MSMT17 size) every row block is computed in full.
-_SYMMETRIC_CACHE_BYTES = 1 << 30
 #: Above this fraction of pairs within the model's time range, look every pair up directly.
-_WINDOW_FRACTION = 0.5
+WINDOW_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -138,6 +129,8 @@ class FeatureSetScorer:
         st_model: transit-time model for the joint score, or None for visual scores only.
         fusion: parameters of the logistic smoothing.
         source: name of the features in error messages (e.g. the file path).
+        window_fraction: look the transit-time probability up for every pair of a row block when more
+            than this fraction of them are within the model's time range, else only for those.
 
     Example:
         >>> from mtmct_reid.featureset import FeatureSide
@@ -155,7 +148,9 @@ class FeatureSetScorer:
         st_model: TransitTimeModel | None = None,
         fusion: FusionParams = DEFAULT_FUSION,
         source: str = "features",
+        window_fraction: float = WINDOW_FRACTION,
     ) -> None:
+        self.window_fraction = window_fraction
         self.num_query = len(features.query)
         self.num_gallery = len(features.gallery)
         self.num_total = self.num_query + self.num_gallery
@@ -216,14 +211,35 @@ class FeatureSetScorer:
             similarity[block] = np.einsum(
                 "ij,ij->i", self.embeddings[rows[block]], self.embeddings[cols[block]]
             )
-        joint_scores = None
-        if joint:
-            cam_index = self._checked_cam_index()
-            probability = self._model()._probability_at(
-                cam_index[rows], self.times[rows], cam_index[cols], self.times[cols]
-            )
-            joint_scores = fuse(similarity, probability, self.fusion)
+        joint_scores = self.fuse_pairs(rows, cols, similarity) if joint else None
         return self._select(similarity, joint_scores, visual, joint)
+
+    def fuse_rows(self, rows: np.ndarray, visual: np.ndarray, out: np.ndarray) -> None:
+        """Joint scores of samples ``rows`` against every sample, from their visual scores.
+
+        Args:
+            rows: sample indices.
+            visual: float32 [len(rows), num_total] visual scores (exact or approximate).
+            out: float32 array of ``visual``'s shape for the joint scores.
+        """
+        self._fuse_into(rows, slice(None), visual, out)
+
+    def fuse_pairs(self, rows: np.ndarray, cols: np.ndarray, visual: np.ndarray) -> np.ndarray:
+        """Joint scores of the sample pairs ``(rows[p], cols[p])`` from their visual scores.
+
+        Args:
+            rows: sample indices of the first samples.
+            cols: sample indices of the second samples.
+            visual: float32 visual scores of the pairs.
+
+        Returns:
+            float32 joint scores of the pairs.
+        """
+        cam_index = self._checked_cam_index()
+        probability = self._model().probability_at(
+            cam_index[rows], self.times[rows], cam_index[cols], self.times[cols]
+        )
+        return fuse(np.asarray(visual, dtype=np.float32), probability, self.fusion)
 
     def _block(
         self, rows: np.ndarray, cols: slice, *, joint: bool | None = None
@@ -254,8 +270,12 @@ class FeatureSetScorer:
         tic = time.perf_counter()
         np.matmul(self.embeddings[rows], self.embeddings[cols].T, out=visual_out)
         self.seconds["products"] += time.perf_counter() - tic
-        if joint_out is None:
-            return
+        if joint_out is not None:
+            self._fuse_into(rows, cols, visual_out, joint_out)
+
+    def _fuse_into(
+        self, rows: np.ndarray, cols: slice, visual_out: np.ndarray, joint_out: np.ndarray
+    ) -> None:
         columns = self._columns(cols)
         # A few rows at a time, the temporaries stay in the cache instead of being fresh,
         # page-faulted mappings; numpy releases the GIL in its loops, so row groups run on all
@@ -304,8 +324,8 @@ class FeatureSetScorer:
         hi = np.searchsorted(columns.sorted_times, row_times + self._st_window, side="right")
         counts = hi - lo
         total = int(counts.sum())
-        if total > _WINDOW_FRACTION * similarity.size:
-            probability = model._probability_at(
+        if total > self.window_fraction * similarity.size:
+            probability = model.probability_at(
                 row_index[:, None],
                 row_times[:, None],
                 columns.cam_index[None, :],
@@ -317,7 +337,7 @@ class FeatureSetScorer:
             pair_rows = np.repeat(np.arange(len(rows)), counts)
             offsets = np.repeat(lo - (np.cumsum(counts) - counts), counts)
             pair_cols = columns.order[offsets + np.arange(total)]
-            probability = model._probability_at(
+            probability = model.probability_at(
                 row_index[pair_rows],
                 row_times[pair_rows],
                 columns.cam_index[pair_cols],
@@ -347,88 +367,6 @@ class FeatureSetScorer:
         if not chosen:
             raise ReIDError("ask for visual scores, joint scores, or both")
         return chosen[0] if len(chosen) == 1 else tuple(chosen)
-
-
-class SymmetricRows:
-    """Consecutive row blocks of the symmetric (num_total x num_total) score matrices, computing each
-    off-diagonal tile once.
-
-    Re-ranking reads the whole matrix in consecutive row blocks. Block ``i`` computes its columns
-    from its own first row on (the diagonal tile and the tiles right of it), keeps copies of the
-    tiles right of the diagonal, and fills its columns left of the diagonal with the transposes of
-    the tiles earlier blocks kept for it, which are then released. That halves the products and the
-    transit-time fusion (the visual and the joint scores are both symmetric); the kept tiles peak at
-    a quarter of each matrix, at the middle block (:meth:`peak_bytes`). A request that is not the
-    next block is computed directly.
-
-    Args:
-        scorer: the scores of the samples.
-        joint: deliver ``(visual, joint)`` blocks instead of visual ones.
-        block_size: rows per block (the re-ranking's chunk size).
-
-    Example:
-        >>> rows = SymmetricRows(scorer, joint=False, block_size=512)  # doctest: +SKIP
-        >>> k_reciprocal_rerank(rows, scorer.num_query, scorer.num_total, chunk_size=512)  # doctest: +SKIP
-    """
-
-    def __init__(self, scorer: FeatureSetScorer, *, joint: bool, block_size: int) -> None:
-        self.scorer = scorer
-        self.joint = joint
-        self.bounds = [*range(0, scorer.num_total, block_size), scorer.num_total]
-        self._kept: dict[tuple[int, int], list[np.ndarray]] = {}
-        self._next_block = 0
-
-    @staticmethod
-    def peak_bytes(num_total: int, num_matrices: int) -> int:
-        """Largest memory the kept tiles reach (a quarter of each float32 matrix)."""
-        return num_total * num_total * 4 * num_matrices // 4
-
-    def __call__(self, start: int, stop: int) -> np.ndarray | tuple[np.ndarray, ...]:
-        """Rows ``start:stop`` of the visual matrix, or of both matrices as ``(visual, joint)``."""
-        bounds, i = self.bounds, self._next_block
-        if i + 1 >= len(bounds) or (start, stop) != (bounds[i], bounds[i + 1]):
-            return self.scorer.rows(start, stop, visual=True, joint=self.joint)
-        num_total = self.scorer.num_total
-        blocks = [
-            np.empty((stop - start, num_total), dtype=np.float32) for _ in range(1 + self.joint)
-        ]
-        self.scorer.scores_into(
-            np.arange(start, stop),
-            slice(start, None),
-            blocks[0][:, start:],
-            blocks[1][:, start:] if self.joint else None,
-        )
-        for k in range(i):
-            for block, tile in zip(blocks, self._kept.pop((k, i)), strict=True):
-                block[:, bounds[k] : bounds[k + 1]] = tile.T
-        for k in range(i + 1, len(bounds) - 1):
-            self._kept[(i, k)] = [block[:, bounds[k] : bounds[k + 1]].copy() for block in blocks]
-        self._next_block += 1
-        return tuple(blocks) if self.joint else blocks[0]
-
-
-def normalise_rows(features: np.ndarray, *, in_place: bool = False) -> np.ndarray:
-    """Rows divided by their Euclidean norm (float32); all-zero rows stay zero.
-
-    Args:
-        features: [N, D] rows.
-        in_place: divide ``features`` itself when it is a writable float32 array (no copy).
-
-    Example:
-        >>> normalise_rows(np.array([[3.0, 4.0], [0.0, 0.0]]))
-        array([[0.6, 0.8],
-               [0. , 0. ]], dtype=float32)
-    """
-    features = np.asarray(features)
-    if not (in_place and features.dtype == np.float32 and features.flags.writeable):
-        features = np.array(features, dtype=np.float32, copy=True)
-    tiny = np.finfo(np.float32).tiny
-    # Block by block: a squared copy of all features would be as large as the features.
-    for start in range(0, len(features), _NORM_BLOCK):
-        block = features[start : start + _NORM_BLOCK]
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
-        block /= np.maximum(norms, tiny).astype(np.float32)[:, None]
-    return features
 
 
 def fused_scores(
@@ -497,6 +435,7 @@ def evaluate_featureset(
     progress: bool = True,
     max_rank: int = 50,
     source: str = "features",
+    approximate_search: bool | None = None,
 ) -> EvaluationReport:
     """Evaluate a features file in the st-ReID modes: visual, and +ST / +re-rank / both when asked.
 
@@ -514,6 +453,9 @@ def evaluate_featureset(
         progress: show progress bars.
         max_rank: length of the CMC curves.
         source: name of the features in error messages (e.g. the file path).
+        approximate_search: re-ranking's bfloat16 candidate search (same result; ``None`` where the
+            CPU has native bfloat16, ``False`` float32 throughout), see
+            :func:`mtmct_reid.retrieval.rerank.rerank`.
 
     Returns:
         The :class:`EvaluationReport` of the evaluated modes (in :data:`MODES` order).
@@ -570,52 +512,22 @@ def evaluate_featureset(
                 rank_query_rows(start, stop, visual, joint)
                 bar.update(stop - start)
     else:
-        from mtmct_reid.retrieval.rerank import k_reciprocal_rerank
+        from mtmct_reid.retrieval.rerank import rerank as k_reciprocal
 
-        ranked = np.zeros(scorer.num_query, dtype=bool)
-        if SymmetricRows.peak_bytes(scorer.num_total, 1 + with_st) <= _SYMMETRIC_CACHE_BYTES:
-            score_rows = SymmetricRows(scorer, joint=with_st, block_size=chunk_size)
-        else:
-
-            def score_rows(start: int, stop: int) -> np.ndarray | tuple[np.ndarray, ...]:
-                return scorer.rows(start, stop, visual=True, joint=with_st)
-
-        def similarity_rows(start: int, stop: int) -> np.ndarray | tuple[np.ndarray, ...]:
-            scores = score_rows(start, stop)
-            blocks = scores if isinstance(scores, tuple) else (scores,)
-            # The query rows of the full matrix are the non-re-ranked modes' scores: rank them the
-            # first time they pass (re-ranking may ask for some rows again).
-            first, last = start, min(stop, scorer.num_query)
-            if first < last and not ranked[first:last].any():
-                gallery_part = [b[: last - first, scorer.num_query :] for b in blocks]
-                rank_query_rows(first, last, gallery_part[0], gallery_part[1] if with_st else None)
-                ranked[first:last] = True
-            return scores
-
-        def similarity_pairs(
-            rows: np.ndarray, cols: np.ndarray
-        ) -> np.ndarray | tuple[np.ndarray, ...]:
-            return scorer.pairs(rows, cols, visual=True, joint=with_st)
-
-        distances = k_reciprocal_rerank(
-            similarity_rows,
+        distances = k_reciprocal(
+            scorer.embeddings,
             scorer.num_query,
-            scorer.num_total,
+            joint=scorer if with_st else None,
             k1=k1,
             k2=k2,
             lambda_value=lambda_value,
             chunk_size=chunk_size,
             progress=progress,
-            similarity_pairs=similarity_pairs,
+            approximate_search=approximate_search,
+            query_rows=rank_query_rows,
         )
-        if not ranked.all():
-            # Only if re-ranking skipped a query block: score those rows here.
-            for start in np.flatnonzero(~ranked):
-                visual, joint = scorer.query_gallery(int(start), int(start) + 1)
-                rank_query_rows(int(start), int(start) + 1, visual, joint)
-        distance_list = distances if isinstance(distances, list) else [distances]
         for name, distance in zip(
-            [name for name in names if name.endswith("rerank")], distance_list, strict=True
+            [name for name in names if name.endswith("rerank")], distances, strict=True
         ):
             for start in range(0, scorer.num_query, chunk_size):
                 stop = min(start + chunk_size, scorer.num_query)

@@ -30,6 +30,10 @@ import numpy as np
 
 from mtmct_reid._runtime import usable_cores
 from mtmct_reid.errors import ReIDError
+from mtmct_reid.retrieval.protocol import good_and_same_camera_pairs, junk_columns
+
+# Which queries can be evaluated is the protocol's rule; importable from here as it always was.
+from mtmct_reid.retrieval.protocol import valid_query_mask as valid_query_mask
 
 log = logging.getLogger(__name__)
 
@@ -250,36 +254,6 @@ def evaluate_scores(
     return evaluator.compute()
 
 
-def valid_query_mask(
-    query_pids: np.ndarray,
-    query_cams: np.ndarray,
-    gallery_pids: np.ndarray,
-    gallery_cams: np.ndarray,
-) -> np.ndarray:
-    """Which queries have at least one good gallery entry (their id > 0, from another camera).
-
-    Needs labels only, so a caller can warn about (or refuse) queries without a valid match before
-    computing any score.
-
-    Args:
-        query_pids: [Q] query ids.
-        query_cams: [Q] query cameras.
-        gallery_pids: [G] gallery ids.
-        gallery_cams: [G] gallery cameras.
-
-    Returns:
-        [Q] bool.
-
-    Example:
-        >>> valid_query_mask(np.array([1, 2]), np.array([1, 1]), np.array([1, 2]), np.array([2, 1]))
-        array([ True, False])
-    """
-    q_pids, q_cams = np.asarray(query_pids), np.asarray(query_cams)
-    rows, cols = _same_id_pairs(q_pids, np.asarray(gallery_pids))
-    good = np.asarray(gallery_cams)[cols] != q_cams[rows]
-    return np.bincount(rows[good], minlength=len(q_pids)) > 0
-
-
 def good_ranks(
     scores: np.ndarray,
     query_pids: np.ndarray,
@@ -307,10 +281,9 @@ def good_ranks(
         ([1, 2], [0, 0])
     """
     num_rows, num_gallery = scores.shape
-    rows, cols = _same_id_pairs(query_pids, gallery_pids)
-    same_cam = gallery_cams[cols] == query_cams[rows]
-    junk_rows, junk_cols = rows[same_cam], cols[same_cam]
-    good_rows, good_cols = rows[~same_cam], cols[~same_cam]
+    (good_rows, good_cols), (junk_rows, junk_cols) = good_and_same_camera_pairs(
+        query_pids, query_cams, gallery_pids, gallery_cams
+    )
 
     # float32 stays float32 (half the memory traffic); integers and half floats become float64.
     work_dtype = np.float32 if scores.dtype == np.float32 else np.float64
@@ -318,7 +291,7 @@ def good_ranks(
     nan_rows = np.flatnonzero(np.isnan(work).any(axis=1))
     if nan_rows.size:
         raise ReIDError(f"scores contain NaN (first in query row {nan_rows[0]} of this chunk)")
-    work[:, gallery_pids == -1] = -np.inf
+    work[:, junk_columns(gallery_pids)] = -np.inf
     work[junk_rows, junk_cols] = -np.inf
 
     good_scores = scores[good_rows, good_cols].astype(work_dtype)
@@ -452,24 +425,6 @@ def _check_inputs(
     )
 
 
-def _same_id_pairs(
-    query_pids: np.ndarray, gallery_pids: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(query row, gallery index) of every pair with the same id > 0, grouped by query row.
-
-    Built from the gallery sorted by id, so the cost is the number of such pairs, not Q x G.
-    """
-    order = np.argsort(gallery_pids, kind="stable")
-    sorted_pids = gallery_pids[order]
-    lo = np.searchsorted(sorted_pids, query_pids, side="left")
-    hi = np.searchsorted(sorted_pids, query_pids, side="right")
-    counts = np.where(query_pids > 0, hi - lo, 0)
-    rows = np.repeat(np.arange(len(query_pids)), counts)
-    block_starts = np.repeat(lo - (np.cumsum(counts) - counts), counts)
-    cols = order[block_starts + np.arange(len(rows))]
-    return rows, cols
-
-
 def _searchsorted_rows(
     sorted_rows: np.ndarray, rows: np.ndarray, values: np.ndarray, side: str
 ) -> np.ndarray:
@@ -499,7 +454,7 @@ def _tied_before(
 ) -> np.ndarray:
     """For good entries (rows, cols): how many valid entries of the same row have an equal score and a
     lower gallery index."""
-    global_valid = gallery_pids != -1
+    global_valid = ~junk_columns(gallery_pids)
     before = np.empty(len(rows), dtype=np.int64)
     boundaries = np.flatnonzero(np.diff(rows)) + 1
     for members in np.split(np.arange(len(rows)), boundaries):

@@ -480,17 +480,27 @@ class TransitTimeModel:
         """
         index_a = self.camera_index(cams_a, "cams_a")
         index_b = self.camera_index(cams_b, "cams_b")
-        return self._probability_at(index_a, times_a, index_b, times_b)
+        return self.probability_at(index_a, times_a, index_b, times_b)
 
-    def _probability_at(
+    def probability_at(
         self,
         index_a: np.ndarray,
         times_a: np.ndarray,
         index_b: np.ndarray,
         times_b: np.ndarray,
     ) -> np.ndarray:
-        """:meth:`probability` of camera indices already checked by :meth:`camera_index`, for
-        callers that look up many blocks of the same cameras (the indices are not re-checked)."""
+        """:meth:`probability` of camera *indices* (from :meth:`camera_index`, not re-checked), for
+        callers that look up many blocks of the same cameras.
+
+        Args:
+            index_a: camera indices 0..C-1 of the first samples.
+            times_a: their times.
+            index_b: camera indices of the second samples.
+            times_b: their times.
+
+        Returns:
+            float32 probabilities of the broadcast shape.
+        """
         times_a = np.asarray(times_a, dtype=np.float64)
         times_b = np.asarray(times_b, dtype=np.float64)
         for name, values in (("times_a", times_a), ("times_b", times_b)):

@@ -3,8 +3,9 @@
 Nothing here is clever on purpose: each function follows the published code or the definition line by
 line, so that a benchmark or a test can compare the library's result with it on the same inputs.
 
-- :func:`re_ranking`: the classic dense k-reciprocal re-ranking (Zhong et al., CVPR 2017) exactly as the
-  layumi / st-ReID code has it (inputs are similarities; several dense N x N matrices).
+- :func:`re_ranking`: the classic dense k-reciprocal re-ranking (Zhong et al., CVPR 2017) as st-ReID's
+  ``re_ranking.py`` has it (inputs are similarities turned into d = 2 - 2 * S, each column divided by
+  its maximum; several dense N x N matrices). Rows are sorted stably, so ties go by index.
 - :func:`dense_rerank_features`: that function on cosine similarities of L2-normalised features.
 - :func:`per_query_ranking`: CMC / mAP / mINP with one Python iteration per query (Market-style junk
   removal: same id and same camera, and id -1), standard or st-ReID (trapezoid AP, all queries).
@@ -27,6 +28,8 @@ def re_ranking(
 ) -> np.ndarray:
     """The classic dense k-reciprocal re-ranking; the ``*_dist`` arguments are SIMILARITIES.
 
+    As st-ReID's ``re_ranking.py``: ``original_dist = 2. - 2 * original_dist`` (its square is commented
+    out there; torchreid's copy squares it), columns divided by their maximum, then transposed.
     Returns the re-ranked distances [num_query, num_gallery] (lower = better).
 
     Example:
@@ -42,11 +45,10 @@ def re_ranking(
         ],
         axis=0,
     )
-    original_dist = 2.0 - 2 * original_dist
-    original_dist = np.power(original_dist, 2).astype(np.float32)
+    original_dist = (2.0 - 2 * original_dist).astype(np.float32)
     original_dist = np.transpose(1.0 * original_dist / np.max(original_dist, axis=0))
     V = np.zeros_like(original_dist).astype(np.float32)
-    initial_rank = np.argsort(original_dist).astype(np.int32)
+    initial_rank = np.argsort(original_dist, kind="stable").astype(np.int32)
     query_num = q_g_dist.shape[0]
     gallery_num = q_g_dist.shape[0] + q_g_dist.shape[1]
     all_num = gallery_num

@@ -1,0 +1,415 @@
+"""Exact k-reciprocal re-ranking (Zhong et al., CVPR 2017) without dense N x N matrices.
+
+Distances are st-ReID's: ``d = 2 - 2 * S`` with ``S`` the cosine similarity of L2-normalised features
+(or st-ReID's joint visual + spatial-temporal score), each row divided by its largest value. The classic
+implementation (st-ReID's ``re_ranking``) builds the (query + gallery)^2 matrix of these distances,
+sorts every row, fills a dense N x N encoding and scans its columns; on MSMT17 that is more than 25 GB.
+Only three things of that matrix are ever used:
+
+1. the ``max(k1 + 1, k2)`` nearest neighbours of every sample (with their distances) and the largest
+   distance of its row (the normalisation),
+2. the distances of query rows to gallery columns (the final blend),
+3. a few distances between a sample and its expanded reciprocal neighbours (the encoding weights).
+
+:func:`rerank` computes the matrix once, in row blocks, keeping (1) and (2)
+(:mod:`~mtmct_reid.retrieval.rerank.neighbours`), then builds the sparse encoding and the Jaccard term
+(:mod:`~mtmct_reid.retrieval.rerank.encoding`). Memory is O(N * k1 + chunk * N) plus the
+[num_query, num_gallery] results.
+
+Gallery rows are first scored with a bfloat16 product where the CPU has native bfloat16 arithmetic:
+their highest and lowest candidates are re-scored in float32, and a rigorous bound on the bfloat16 error
+(:mod:`~mtmct_reid.retrieval.rerank.bf16`) proves, row by row, that no sample left out could enter the
+neighbour list; rows where it cannot be proven are scored in float32. The result therefore equals the
+dense algorithm on float32 scores (ties broken by index, as a stable sort does) either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from mtmct_reid.errors import ReIDError
+from mtmct_reid.retrieval.rerank.bf16 import (
+    BF16_ROUNDING,
+    bf16_error_bounds,
+    bf16_half_ulp,
+    cpu_has_native_bf16,
+    float32_products,
+    pair_dots,
+    row_dots,
+)
+from mtmct_reid.retrieval.rerank.encoding import encode_and_rank
+from mtmct_reid.retrieval.rerank.neighbours import NeighbourTable, distance
+
+if TYPE_CHECKING:
+    from mtmct_reid.retrieval.fusion import FusionParams
+
+log = logging.getLogger(__name__)
+
+#: Below this many samples the bfloat16 candidate search does not pay for its set-up.
+APPROXIMATE_MIN_SAMPLES = 4096
+#: Relative rounding error allowed to a float32 joint score (a handful of float32 operations).
+_JOINT_ROUNDING = 64 * 2.0**-24
+
+#: What the re-ranked modes' callers receive for each block of query rows, as they pass:
+#: ``query_rows(start, stop, visual, joint)`` with the float32 scores against the gallery.
+QueryRows = Callable[[int, int, np.ndarray, "np.ndarray | None"], None]
+
+
+class JointScores(Protocol):
+    """st-ReID's joint score of sample pairs from their visual similarity (see ``FeatureSetScorer``).
+
+    The joint score must be symmetric in its two samples, and, for a fixed pair, the logistic of the
+    visual similarity times a factor that does not depend on it (that is what bounds its error).
+    """
+
+    fusion: FusionParams
+
+    def fuse_rows(self, rows: np.ndarray, visual: np.ndarray, out: np.ndarray) -> None:
+        """Joint scores of samples ``rows`` against every sample, from their visual scores."""
+
+    def fuse_pairs(self, rows: np.ndarray, cols: np.ndarray, visual: np.ndarray) -> np.ndarray:
+        """Joint scores of the pairs ``(rows[p], cols[p])`` from their visual scores."""
+
+
+def rerank(
+    embeddings: np.ndarray,
+    num_query: int,
+    *,
+    joint: JointScores | None = None,
+    k1: int = 20,
+    k2: int = 6,
+    lambda_value: float = 0.3,
+    chunk_size: int = 512,
+    progress: bool = True,
+    approximate_search: bool | None = None,
+    query_rows: QueryRows | None = None,
+) -> list[np.ndarray]:
+    """k-reciprocal re-ranking of the cosine similarities of unit vectors (and of the joint score).
+
+    Args:
+        embeddings: float32 [N, D] L2-normalised rows, the queries first, then the gallery.
+        num_query: number of query rows.
+        joint: also re-rank st-ReID's joint score of the same samples.
+        k1: size of the reciprocal neighbourhood.
+        k2: number of neighbours averaged by query expansion (1 disables it).
+        lambda_value: weight of the original distance in the final blend (0..1).
+        chunk_size: rows of the score matrix computed at once.
+        progress: show tqdm progress bars.
+        approximate_search: find the gallery rows' neighbour candidates with a bfloat16 product and
+            prove them with an error bound (the result does not change). ``None``: when torch reports
+            native bfloat16 arithmetic on this CPU and there are enough samples to gain from it;
+            ``False`` forces float32 products throughout.
+        query_rows: called with each block of query rows' exact scores against the gallery (visual,
+            and joint or None), e.g. to rank the modes without re-ranking from the same product.
+
+    Returns:
+        The re-ranked distances [num_query, N - num_query] float32 (lower = better) of the visual
+        score, followed by those of the joint score when ``joint`` is given.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.random((50, 8)).astype(np.float32)
+        >>> x /= np.linalg.norm(x, axis=1, keepdims=True)
+        >>> [dist] = rerank(x, 10, k1=5, k2=3, progress=False)
+        >>> dist.shape
+        (10, 40)
+    """
+    import torch
+
+    features = _checked_embeddings(embeddings)
+    num_total = len(features)
+    needed = check_arguments(num_query, num_total, k1, k2, lambda_value, chunk_size)
+    # Each kept neighbour of a gallery row is re-scored exactly, while a pair missing from the lists
+    # costs one dot product at the encoding: a narrow margin.
+    stored = min(needed + max(8, needed // 2), num_total)
+    if approximate_search is None:
+        approximate_search = num_total >= APPROXIMATE_MIN_SAMPLES and cpu_has_native_bf16()
+    tables = [NeighbourTable(num_total, num_query, needed, stored) for _ in range(1 + bool(joint))]
+    features_t = torch.from_numpy(features)
+    rows_wide = min(chunk_size, num_total)
+    exact_buffer = torch.empty((rows_wide, num_total), dtype=torch.float32)
+    joint_buffer = np.empty((rows_wide, num_total), dtype=np.float32) if joint else None
+    seconds = dict.fromkeys(("products", "joint scores", "neighbour selection"), 0.0)
+
+    def visual_exact(rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        return row_dots(features, rows, candidates)
+
+    def joint_exact(rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        assert joint is not None
+        visual = row_dots(features, rows, candidates).reshape(-1)
+        pair_rows = np.repeat(rows, candidates.shape[1])
+        return joint.fuse_pairs(pair_rows, candidates.reshape(-1), visual).reshape(candidates.shape)
+
+    def exact_rows(rows: np.ndarray, which: list[NeighbourTable]) -> None:
+        """Score ``rows`` against every sample in float32 and add them to the tables ``which``."""
+        for start in range(0, len(rows), rows_wide):
+            part = rows[start : start + rows_wide]
+            tic = time.perf_counter()
+            visual = exact_buffer[: len(part)]
+            torch.mm(features_t[torch.from_numpy(part)], features_t.T, out=visual)
+            visual = visual.numpy()
+            toc = time.perf_counter()
+            seconds["products"] += toc - tic
+            scores = [visual]
+            if joint is not None:
+                assert joint_buffer is not None
+                joint.fuse_rows(part, visual, joint_buffer[: len(part)])
+                scores.append(joint_buffer[: len(part)])
+            tic = time.perf_counter()
+            seconds["joint scores"] += tic - toc
+            for table, block in zip(tables, scores, strict=True):
+                if table in which:
+                    table.add_exact(part, block)
+            seconds["neighbour selection"] += time.perf_counter() - tic
+            if query_rows is not None and part[0] < num_query:
+                first, last = int(part[0]), int(part[-1]) + 1
+                query_rows(
+                    first,
+                    last,
+                    scores[0][:, num_query:],
+                    scores[1][:, num_query:] if joint is not None else None,
+                )
+
+    if approximate_search:
+        features_bf16 = features_t.to(torch.bfloat16)
+        error_bound = bf16_error_bounds(features, features_bf16)
+        approx_buffer = torch.empty((rows_wide, num_total), dtype=torch.bfloat16)
+        widened_buffer = torch.empty((rows_wide, num_total), dtype=torch.float32)
+
+        def visual_upper(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            return values + bf16_half_ulp(values) + error_bound[rows]
+
+        def visual_lower(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            return values - bf16_half_ulp(values) - error_bound[rows]
+
+        # The joint score is logistic(s) times a factor of the pair alone: an error e in s changes
+        # it by a factor within exp(+-|gamma0| e) (plus the float32 rounding of both evaluations).
+        gamma0 = abs(float(joint.fusion.gamma0)) if joint is not None else 0.0
+
+        def joint_factor(rows: np.ndarray) -> np.ndarray:
+            return np.exp(gamma0 * (error_bound[rows] + BF16_ROUNDING)) * (1 + _JOINT_ROUNDING) ** 2
+
+        def joint_upper(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            return np.where(values > 0, values * joint_factor(rows), np.inf)
+
+        def joint_lower(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            return values / joint_factor(rows)
+
+    # Query rows are needed exactly anyway (their distances to the gallery are part of the result);
+    # blocks never straddle the query/gallery boundary so each block takes one path.
+    blocks = [(s, min(s + chunk_size, num_query)) for s in range(0, num_query, chunk_size)]
+    blocks += [(s, min(s + chunk_size, num_total)) for s in range(num_query, num_total, chunk_size)]
+    with (
+        float32_products(),
+        tqdm(
+            total=num_total, desc="re-ranking: neighbours", unit="row", disable=not progress
+        ) as bar,
+    ):
+        for start, stop in blocks:
+            rows = np.arange(start, stop)
+            if not (approximate_search and start >= num_query):
+                exact_rows(rows, tables)
+                bar.update(stop - start)
+                continue
+            tic = time.perf_counter()
+            approx = approx_buffer[: stop - start]
+            torch.mm(features_bf16[start:stop], features_bf16.T, out=approx)
+            toc = time.perf_counter()
+            seconds["products"] += toc - tic
+            failed = [
+                tables[0].add_approximate(rows, approx, visual_exact, visual_upper, visual_lower)
+            ]
+            tic = time.perf_counter()
+            seconds["neighbour selection"] += tic - toc
+            if joint is not None:
+                assert joint_buffer is not None
+                widened = widened_buffer[: stop - start]
+                widened.copy_(approx)
+                joint.fuse_rows(rows, widened.numpy(), joint_buffer[: stop - start])
+                toc = time.perf_counter()
+                seconds["joint scores"] += toc - tic
+                failed.append(
+                    tables[1].add_approximate(
+                        rows,
+                        torch.from_numpy(joint_buffer[: stop - start]),
+                        joint_exact,
+                        joint_upper,
+                        joint_lower,
+                    )
+                )
+                seconds["neighbour selection"] += time.perf_counter() - toc
+            for table, rows_failed in zip(tables, failed, strict=True):
+                if rows_failed.size:
+                    exact_rows(rows_failed, [table])
+            bar.update(stop - start)
+    log.debug(
+        "re-ranking: %s", ", ".join(f"{name} {value:.2f} s" for name, value in seconds.items())
+    )
+    if approximate_search:
+        log.debug(
+            "re-ranking: %s gallery rows of %d needed an exact float32 row",
+            " and ".join(str(table.exact_fallbacks) for table in tables),
+            num_total - num_query,
+        )
+
+    def visual_distances(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return distance(pair_dots(features, rows, cols))
+
+    def joint_distances(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        assert joint is not None
+        return distance(joint.fuse_pairs(rows, cols, pair_dots(features, rows, cols)))
+
+    results = []
+    for table, raw_distances in zip(tables, (visual_distances, joint_distances), strict=False):
+        tic = time.perf_counter()
+        results.append(encode_and_rank(table, raw_distances, k1, k2, lambda_value, progress))
+        log.debug("re-ranking: encoding and jaccard took %.2f s", time.perf_counter() - tic)
+    return results
+
+
+def rerank_features(
+    query_features: np.ndarray,
+    gallery_features: np.ndarray,
+    *,
+    k1: int = 20,
+    k2: int = 6,
+    lambda_value: float = 0.3,
+    chunk_size: int = 512,
+    progress: bool = True,
+    approximate_search: bool | None = None,
+) -> np.ndarray:
+    """k-reciprocal re-ranking of the cosine similarities of query and gallery features.
+
+    Args:
+        query_features: [Nq, D] query embeddings (L2-normalised here).
+        gallery_features: [Ng, D] gallery embeddings.
+        k1: size of the reciprocal neighbourhood.
+        k2: number of neighbours averaged by query expansion (1 disables it).
+        lambda_value: weight of the original distance in the final blend (0..1).
+        chunk_size: rows of the similarity matrix computed at once.
+        progress: show tqdm progress bars.
+        approximate_search: see :func:`rerank`.
+
+    Returns:
+        The re-ranked distances [Nq, Ng] float32 (lower = better).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> q, g = rng.random((5, 16)), rng.random((40, 16))
+        >>> rerank_features(q, g, k1=6, k2=3, progress=False).shape
+        (5, 40)
+    """
+    from mtmct_reid.retrieval.protocol import normalise_rows
+
+    features = _stacked(query_features, gallery_features)
+    [result] = rerank(
+        normalise_rows(features, in_place=True),
+        len(query_features),
+        k1=k1,
+        k2=k2,
+        lambda_value=lambda_value,
+        chunk_size=chunk_size,
+        progress=progress,
+        approximate_search=approximate_search,
+    )
+    return result
+
+
+def check_arguments(
+    num_query: int,
+    num_total: int,
+    k1: int,
+    k2: int,
+    lambda_value: float,
+    chunk_size: int,
+) -> int:
+    """Validate re-ranking's parameters; return how many nearest neighbours must be exactly ordered.
+
+    Example:
+        >>> check_arguments(10, 100, 20, 6, 0.3, 512)
+        21
+    """
+    for name, value in (("num_query", num_query), ("num_total", num_total), ("k1", k1), ("k2", k2)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ReIDError(f"re-ranking: {name} must be an integer, got {value!r}")
+    if (
+        isinstance(chunk_size, bool)
+        or not isinstance(chunk_size, (int, np.integer))
+        or chunk_size < 1
+    ):
+        raise ReIDError(f"re-ranking: chunk_size must be a positive integer, got {chunk_size!r}")
+    if num_query < 1:
+        raise ReIDError(f"re-ranking: num_query must be at least 1, got {num_query}")
+    if num_query >= num_total:
+        raise ReIDError(
+            f"re-ranking: num_query ({num_query}) must be smaller than num_total ({num_total}); "
+            "the samples are the queries followed by at least one gallery sample"
+        )
+    if k1 < 1:
+        raise ReIDError(f"re-ranking: k1 must be at least 1, got {k1}")
+    if k1 + 1 > num_total:
+        raise ReIDError(
+            f"re-ranking: k1 + 1 = {k1 + 1} neighbours requested but there are only {num_total} "
+            "samples; lower k1"
+        )
+    if k2 < 1 or k2 > num_total:
+        raise ReIDError(f"re-ranking: k2 must be between 1 and {num_total} samples, got {k2}")
+    if not (
+        isinstance(lambda_value, (int, float, np.floating))
+        and not isinstance(lambda_value, bool)
+        and math.isfinite(lambda_value)
+        and 0.0 <= lambda_value <= 1.0
+    ):
+        raise ReIDError(
+            f"re-ranking: lambda_value must be a number in [0, 1], got {lambda_value!r}"
+        )
+    return max(k1 + 1, k2)
+
+
+def _checked_embeddings(embeddings: np.ndarray) -> np.ndarray:
+    array = np.asarray(embeddings)
+    if array.ndim != 2 or array.shape[1] == 0:
+        raise ReIDError(f"re-ranking: embeddings have shape {array.shape}, expected [N, D], D > 0")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ReIDError(f"re-ranking: embeddings have dtype {array.dtype}, expected floats")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _stacked(query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """Query and gallery features stacked (float32); zero or non-finite rows refused by name."""
+    arrays = []
+    for name, value in (("query_features", query), ("gallery_features", gallery)):
+        array = np.asarray(value)
+        if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+            raise ReIDError(
+                f"re-ranking: {name} has shape {array.shape}, expected [N, D] with N, D > 0"
+            )
+        if not np.issubdtype(array.dtype, np.number):
+            raise ReIDError(f"re-ranking: {name} has dtype {array.dtype}, expected floats")
+        arrays.append(array)
+    if arrays[0].shape[1] != arrays[1].shape[1]:
+        raise ReIDError(
+            f"re-ranking: query_features have dimension {arrays[0].shape[1]} but gallery_features "
+            f"have {arrays[1].shape[1]}"
+        )
+    features = np.concatenate(arrays, dtype=np.float32)
+    norms = np.sqrt(np.einsum("ij,ij->i", features, features))
+    bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
+    if bad.size:
+        row = int(bad[0])
+        side, index = ("query", row) if row < len(arrays[0]) else ("gallery", row - len(arrays[0]))
+        raise ReIDError(
+            f"re-ranking: {side}_features row {index} is zero or not finite; cosine similarity "
+            "needs a non-zero finite vector"
+        )
+    return features
+
+
+__all__ = ["JointScores", "QueryRows", "check_arguments", "rerank", "rerank_features"]
