@@ -197,23 +197,9 @@ def gather_rows(
 
 
 def format_markdown(report: Any) -> str:
-    """An :class:`~mtmct_reid.retrieval.evaluate.EvaluationReport` as a Markdown table (percent).
-
-    Example:
-        >>> print(format_markdown(report))  # doctest: +SKIP
-        | mode | mAP | R1 | R5 | R10 | mINP | queries |
-    """
-    lines = [
-        "| mode | mAP | R1 | R5 | R10 | mINP | queries |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, result in report.modes.items():
-        figures = result.as_dict()
-        cells = " | ".join(
-            f"{100 * figures[key]:.2f}" for key in ("mAP", "R1", "R5", "R10", "mINP")
-        )
-        lines.append(f"| {name} | {cells} | {figures['queries']} |")
-    return "\n".join(lines) + f"\n\nProtocol: {report.protocol}; figures in %.\n"
+    """An :class:`~mtmct_reid.retrieval.evaluate.EvaluationReport` as ``test_results.md``: its
+    Markdown table (percent) and the protocol."""
+    return report.format_table("markdown") + f"\n\nProtocol: {report.protocol}; figures in %.\n"
 
 
 # ----------------------------------------------------------------------------------------------

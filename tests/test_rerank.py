@@ -93,6 +93,10 @@ class PairJoint:
     def fuse_pairs(self, rows: np.ndarray, cols: np.ndarray, visual: np.ndarray) -> np.ndarray:
         return fuse(visual, self.probability[rows, cols], self.fusion)
 
+    def pair_factor_max(self) -> float:
+        f = self.fusion
+        return float(1 / (1 + f.lambda1 * np.exp(-f.gamma1 * self.probability.max())))
+
 
 @PATHS
 @pytest.mark.parametrize("tied", [False, True], ids=["clustered", "ties"])

@@ -16,15 +16,10 @@ from mtmct_reid import cli
 from mtmct_reid.data.readers import read_dataset
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.featureset import FeatureSet, FeatureSide
+from mtmct_reid.gallery import gallery_featureset_cached, load_gallery_features
 from mtmct_reid.retrieval.fusion import FusionParams, logistic
+from mtmct_reid.retrieval.search import RANKED_JOINT, RANKED_VISUAL, search_gallery
 from mtmct_reid.retrieval.transit import TransitTimeModel
-from mtmct_reid.search import (
-    RANKED_JOINT,
-    RANKED_VISUAL,
-    gallery_featureset_cached,
-    load_gallery_features,
-    search_gallery,
-)
 
 IMAGE_SIZE = [64, 32]
 
@@ -173,7 +168,7 @@ def test_unknown_query_camera_falls_back_to_visual_with_a_warning(caplog):
     features = _lookalike_features()
     q = features.query
     queries = np.repeat(q.features, 3, axis=0)
-    with caplog.at_level(logging.WARNING, logger="mtmct_reid.search"):
+    with caplog.at_level(logging.WARNING, logger="mtmct_reid.retrieval.search"):
         results = search_gallery(
             queries,
             [1, 9, 1],
@@ -196,7 +191,7 @@ def test_gallery_cameras_unknown_to_the_model_get_probability_zero(caplog):
         gallery.features, gallery.pids, np.array([2, 2, 5, 3]), gallery.times, gallery.paths
     )
     q = features.query
-    with caplog.at_level(logging.WARNING, logger="mtmct_reid.search"):
+    with caplog.at_level(logging.WARNING, logger="mtmct_reid.retrieval.search"):
         result = search_gallery(q.features, q.cams, q.times, odd, st_model=_transit_model())[0]
     assert result.st_probabilities[list(result.paths).index("other.jpg")] == 0
     assert any("cameras [5]" in r.getMessage() for r in caplog.records)
@@ -413,7 +408,7 @@ def test_search_cli_errors_are_one_line(tiny_network, checkpoint, tmp_path, caps
 
 
 def test_a_plain_folder_of_images_is_a_gallery(tiny_network, tmp_path, caplog):
-    from mtmct_reid.search import read_gallery_records
+    from mtmct_reid.gallery import read_gallery_records
 
     named = read_gallery_records(tiny_network / "bounding_box_test")
     expected = read_dataset(tiny_network).split("gallery")
@@ -427,8 +422,34 @@ def test_a_plain_folder_of_images_is_a_gallery(tiny_network, tmp_path, caplog):
     own.mkdir()
     for name in ("entrance.png", "lobby.png"):
         Image.new("RGB", (16, 32), (90, 20, 20)).save(own / name)
-    with caplog.at_level(logging.WARNING, logger="mtmct_reid.search"):
+    with caplog.at_level(logging.WARNING, logger="mtmct_reid.gallery"):
         unlabelled = read_gallery_records(own)
     assert len(unlabelled) == 2 and (unlabelled.cams == -1).all() and (unlabelled.pids == 0).all()
     assert np.isnan(unlabelled.times).all()
     assert any("visual search only" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--query-index", "99999999999999999999"),
+        ("--query-index", "-1"),
+        ("--camera", "99999999999999999999"),
+        ("--camera", "-99999999999999999999"),
+        ("--top-k", "0"),
+        ("--time", "nan"),
+    ],
+)
+def test_search_cli_refuses_integers_beyond_int64_in_one_line(tmp_path, capsys, option, value):
+    path = tmp_path / "features.npz"
+    _lookalike_features().save(path)
+    before = path.read_bytes()
+    argv = ["search", "--features", str(path), "--query-index", "0", option, value]
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    stderr = capsys.readouterr().err
+    assert info.value.code == 2 and "Traceback" not in stderr
+    assert (
+        stderr.strip().splitlines()[-1].startswith(f"mtmct-reid search: error: argument {option}")
+    )
+    assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]

@@ -561,3 +561,59 @@ def test_st_fit_cli_on_the_synthetic_network_with_the_real_reader(
     expected = TransitTimeModel.from_records(_ground_truth_records(tiny_network))
     np.testing.assert_array_equal(model.camera_ids, expected.camera_ids)
     np.testing.assert_array_equal(model.counts, expected.counts)
+
+
+def _manifest(tmp_path: Path, times: list[float]) -> Path:
+    """A training manifest of three identities over three cameras (with empty image files)."""
+    rows = [(1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 3)]
+    lines = ["path,pid,camera,time,split"]
+    for number, ((pid, cam), time) in enumerate(zip(rows, times, strict=True)):
+        (tmp_path / f"{number}.jpg").write_bytes(b"")
+        lines.append(f"{number}.jpg,{pid},{cam},{time!r},train")
+    path = tmp_path / "m.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("times", "options", "message"),
+    [
+        # One time of -1e9 would need 10 M bins per pair: refused, naming who made it.
+        (
+            [0.0, 500, 100, 900, 50, -1e9],
+            [],
+            "time difference 1e+09 (identity 3: mean time 50 in camera 1, -1e+09 in camera 3)",
+        ),
+        ([0.0, 500, 100, 900, 50, 300], ["--bin-width", "1e-320"], "needs inf bins"),
+        ([0.0, 500, 100, 900, 50, 300], ["--sigma", "1e300"], "needs 3e+300 bins"),
+        ([0.0, 500, 100, 900, 50, 300], ["--bin-width", "1e400"], "argument --bin-width"),
+        ([0.0, 500, 100, 900, 50, 300], ["--sigma", "nan"], "argument --sigma"),
+    ],
+)
+def test_st_fit_cli_bounds_the_model_size_in_one_line(tmp_path, capsys, times, options, message):
+    from mtmct_reid.cli import main
+
+    manifest = _manifest(tmp_path, times)
+    files = sorted(tmp_path.iterdir())
+    out = tmp_path / "st.npz"
+    try:
+        code = main(["st", "fit", str(manifest), "--out", str(out), *options])
+    except SystemExit as exc:  # argparse's own refusal
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert message in last and len(last) < 400  # no 300-digit numbers
+    assert sorted(tmp_path.iterdir()) == files  # nothing written
+
+
+def test_st_fit_accepts_the_same_network_without_the_outlier(tmp_path, capsys):
+    from mtmct_reid.cli import main
+
+    manifest = _manifest(tmp_path, [0.0, 500, 100, 900, 50, 300])
+    out = tmp_path / "st.npz"
+    assert main(["st", "fit", str(manifest), "--out", str(out)]) == 0
+    model = TransitTimeModel.load(out)
+    assert (
+        model.num_bins == 8 + 150 + 1
+    )  # the largest difference (800) in bins of 100, plus smoothing

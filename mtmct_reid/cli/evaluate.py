@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mtmct_reid.validation import arg_float, arg_positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from mtmct_reid.retrieval.metrics import PROTOCOLS  # numpy only
@@ -41,18 +43,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--json", type=Path, default=None, metavar="OUT.json", help="also write the figures as JSON"
     )
     rerank = parser.add_argument_group("re-ranking")
-    rerank.add_argument("--k1", type=int, default=20, help="reciprocal neighbourhood size (20)")
-    rerank.add_argument("--k2", type=int, default=6, help="query expansion size (6)")
     rerank.add_argument(
-        "--lambda-value", type=float, default=0.3, help="weight of the original distance (0.3)"
+        "--k1", type=arg_positive_int, default=20, help="reciprocal neighbourhood size (20)"
+    )
+    rerank.add_argument("--k2", type=arg_positive_int, default=6, help="query expansion size (6)")
+    rerank.add_argument(
+        "--lambda-value",
+        type=arg_float(0, 1),
+        default=0.3,
+        help="weight of the original distance (0.3)",
     )
     fusion = parser.add_argument_group("spatial-temporal fusion: 1/(1+λ·exp(−γ·x)) per cue")
-    fusion.add_argument("--lambda0", type=float, default=1.0, help="λ of the visual cue (1)")
-    fusion.add_argument("--gamma0", type=float, default=5.0, help="γ of the visual cue (5)")
-    fusion.add_argument("--lambda1", type=float, default=2.0, help="λ of the ST cue (2)")
-    fusion.add_argument("--gamma1", type=float, default=5.0, help="γ of the ST cue (5)")
+    fusion.add_argument(
+        "--lambda0", type=arg_float(0, low_open=True), default=1.0, help="λ of the visual cue (1)"
+    )
+    fusion.add_argument("--gamma0", type=arg_float(), default=5.0, help="γ of the visual cue (5)")
+    fusion.add_argument(
+        "--lambda1", type=arg_float(0, low_open=True), default=2.0, help="λ of the ST cue (2)"
+    )
+    fusion.add_argument("--gamma1", type=arg_float(), default=5.0, help="γ of the ST cue (5)")
     parser.add_argument(
-        "--chunk-size", type=int, default=512, help="score rows computed at once (512)"
+        "--chunk-size", type=arg_positive_int, default=512, help="score rows computed at once (512)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_evaluate)

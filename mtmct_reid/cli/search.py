@@ -10,6 +10,7 @@ from typing import Any
 
 from mtmct_reid.cli import add_layout_arguments
 from mtmct_reid.retrieval.transit import TRANSIT_FILE
+from mtmct_reid.validation import arg_float, arg_int, arg_nonnegative_int, arg_positive_int
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--query-index",
-        type=int,
+        type=arg_nonnegative_int,
         nargs="+",
         default=None,
         metavar="I",
@@ -70,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--camera",
-        type=int,
+        type=arg_int(),
         nargs="+",
         default=None,
         metavar="C",
@@ -79,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--time",
-        type=float,
+        type=arg_float(),
         nargs="+",
         default=None,
         metavar="T",
@@ -96,7 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     st.add_argument("--no-st", action="store_true", help="rank by appearance only")
     parser.add_argument(
-        "--top-k", type=int, default=10, help="gallery images listed per query (10)"
+        "--top-k", type=arg_positive_int, default=10, help="gallery images listed per query (10)"
     )
     parser.add_argument(
         "--cross-camera",
@@ -118,7 +119,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N"
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="images per batch (64)")
+    parser.add_argument(
+        "--batch-size", type=arg_positive_int, default=64, help="images per batch (64)"
+    )
     parser.set_defaults(func=run_search)
 
 
@@ -166,7 +169,7 @@ def _find_st_model(args: argparse.Namespace) -> Path | None:
 
 
 def _format_table(result: Any, query_name: str) -> str:
-    from mtmct_reid.search import RANKED_JOINT
+    from mtmct_reid.retrieval.search import RANKED_JOINT
 
     when = "" if math.isnan(result.query_time) else f", time {result.query_time:.0f}"
     camera = "unknown camera" if result.query_camera < 0 else f"camera {result.query_camera}"
@@ -195,14 +198,11 @@ def _format_table(result: Any, query_name: str) -> str:
 def run_search(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from mtmct_reid.data.readers import parse_image_names
     from mtmct_reid.errors import ReIDError
     from mtmct_reid.featureset import FeatureSet
-    from mtmct_reid.search import (
-        gallery_featureset_cached,
-        load_gallery_features,
-        parse_image_names,
-        search_gallery,
-    )
+    from mtmct_reid.gallery import gallery_featureset_cached, load_gallery_features
+    from mtmct_reid.retrieval.search import search_gallery
 
     if args.top_k < 1:
         raise ReIDError(f"--top-k must be positive, got {args.top_k}")

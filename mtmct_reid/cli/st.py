@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from mtmct_reid.cli import add_layout_arguments
+from mtmct_reid.validation import arg_float
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,13 +37,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_layout_arguments(fit)
     fit.add_argument(
-        "--bin-width", type=float, default=100.0, metavar="T", help="time units per bin (100)"
+        "--bin-width",
+        type=arg_float(0, low_open=True),
+        default=100.0,
+        metavar="T",
+        help="time units per bin (100)",
     )
     fit.add_argument(
-        "--sigma", type=float, default=50.0, metavar="BINS", help="smoothing σ in bins (50)"
+        "--sigma", type=arg_float(0), default=50.0, metavar="BINS", help="smoothing σ in bins (50)"
     )
     fit.add_argument(
-        "--truncate", type=float, default=3.0, metavar="K", help="smoothing cut at K·σ (3)"
+        "--truncate", type=arg_float(0), default=3.0, metavar="K", help="smoothing cut at K·σ (3)"
     )
     fit.set_defaults(func=run_fit)
 
@@ -69,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     plot.add_argument(
         "--max-time",
-        type=float,
+        type=arg_float(0, low_open=True),
         default=None,
         metavar="T",
         help="right end of the time axis (default: the last bin with probability)",

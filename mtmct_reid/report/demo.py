@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from mtmct_reid.data.synth import SynthConfig
     from mtmct_reid.featureset import FeatureSet
     from mtmct_reid.retrieval.evaluate import EvaluationReport
+    from mtmct_reid.retrieval.search import SearchResult
     from mtmct_reid.retrieval.transit import TransitTimeModel
-    from mtmct_reid.search import SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -484,7 +484,7 @@ def _rank_list_pictures(
     features: FeatureSet, st_model: TransitTimeModel, out: Path, config: DemoConfig
 ) -> list[Path]:
     from mtmct_reid.report.plots import plot_rank_lists, search_result_row
-    from mtmct_reid.search import search_gallery
+    from mtmct_reid.retrieval.search import search_gallery
 
     for old in out.glob(f"{RANK_LIST_PREFIX}_*.png"):
         old.unlink()
@@ -568,13 +568,8 @@ def _markdown_report(
         "",
         "## Results",
         "",
-        "| mode | mAP | R1 | R5 | R10 | mINP |",
-        "|---|---:|---:|---:|---:|---:|",
+        evaluation.format_table("markdown", decimals=1, queries=False),
     ]
-    for name, result in modes.items():
-        figures = result.as_dict()
-        cells = " | ".join(f"{100 * figures[c]:.1f}" for c in ("mAP", "R1", "R5", "R10", "mINP"))
-        lines.append(f"| {name} | {cells} |")
     queries = next(iter(modes.values())).num_queries if modes else 0
     lines += ["", f"Figures in %, {queries} queries, protocol `{evaluation.protocol}`."]
     if "visual" in modes and "visual+st" in modes:

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from mtmct_reid.retrieval.search import SearchResult
     from mtmct_reid.retrieval.transit import TransitTimeModel
-    from mtmct_reid.search import SearchResult
 
 #: Frame colour of a correct match in a rank list.
 MATCH_COLOUR = "#00aa00"
@@ -310,7 +310,7 @@ def search_result_row(result: SearchResult, query_path: Any) -> RankRow:
     mistake (grey frame).
 
     Args:
-        result: a :class:`~mtmct_reid.search.SearchResult` whose gallery has image paths.
+        result: a :class:`~mtmct_reid.retrieval.search.SearchResult` whose gallery has image paths.
         query_path: image file of the query.
 
     Returns:

@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -103,17 +104,53 @@ class EvaluationReport:
             "modes": {name: result.as_dict() for name, result in self.modes.items()},
         }
 
-    def format_table(self) -> str:
-        """One row per mode: mAP, R1, R5, R10, mINP in percent, and the number of queries."""
+    def format_table(self, style: str = "text", *, decimals: int = 2, queries: bool = True) -> str:
+        """The results table: one row per mode, mAP, R1, R5, R10, mINP in percent.
+
+        The one writer of results tables (``mtmct-reid evaluate``, training's ``test_results.md``,
+        the demo's report).
+
+        Args:
+            style: ``"text"`` (aligned columns and a protocol line) or ``"markdown"`` (a table only).
+            decimals: digits after the decimal point.
+            queries: add the number of queries of each mode.
+
+        Example:
+            >>> from mtmct_reid.retrieval.metrics import evaluate_scores
+            >>> result = evaluate_scores(np.eye(2)[:, ::-1], [1, 2], [1, 1], [2, 1], [2, 2])
+            >>> print(EvaluationReport("standard", {"visual": result}).format_table("markdown"))
+            | mode | mAP | R1 | R5 | R10 | mINP | queries |
+            |---|---:|---:|---:|---:|---:|---:|
+            | visual | 100.00 | 100.00 | 100.00 | 100.00 | 100.00 | 2 |
+        """
         columns = ("mAP", "R1", "R5", "R10", "mINP")
-        width = max(len("mode"), *(len(name) for name in self.modes))
-        lines = [
-            f"{'mode':<{width}}  " + "  ".join(f"{c:>6}" for c in columns) + f"  {'queries':>8}"
-        ]
+        rows = []
         for name, result in self.modes.items():
             figures = result.as_dict()
-            cells = "  ".join(f"{100 * figures[c]:6.2f}" for c in columns)
-            lines.append(f"{name:<{width}}  {cells}  {result.num_queries:>8}")
+            cells = [f"{100 * figures[c]:.{decimals}f}" for c in columns]
+            rows.append((name, cells + ([str(result.num_queries)] if queries else [])))
+        header = list(columns) + (["queries"] if queries else [])
+        if style == "markdown":
+            lines = [
+                "| mode | " + " | ".join(header) + " |",
+                "|---|" + "---:|" * len(header),
+            ]
+            lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows]
+            return "\n".join(lines)
+        if style != "text":
+            raise ReIDError(f"table style must be 'text' or 'markdown', got {style!r}")
+        width = max(len("mode"), *(len(name) for name in self.modes))
+        cell = max(6, decimals + 4)
+        widths = [cell] * len(columns) + ([8] if queries else [])
+        lines = [
+            f"{'mode':<{width}}  "
+            + "  ".join(f"{c:>{w}}" for c, w in zip(header, widths, strict=True))
+        ]
+        for name, cells in rows:
+            lines.append(
+                f"{name:<{width}}  "
+                + "  ".join(f"{c:>{w}}" for c, w in zip(cells, widths, strict=True))
+            )
         lines.append(f"(protocol: {self.protocol}; figures in %)")
         return "\n".join(lines)
 
@@ -223,6 +260,21 @@ class FeatureSetScorer:
             out: float32 array of ``visual``'s shape for the joint scores.
         """
         self._fuse_into(rows, slice(None), visual, out)
+
+    def pair_factor_max(self) -> float:
+        """The largest spatial-temporal factor ``1 / (1 + λ1 exp(-γ1 p))`` of the joint score.
+
+        Example:
+            >>> from mtmct_reid.featureset import FeatureSide
+            >>> from mtmct_reid.retrieval.transit import TransitTimeModel
+            >>> side = FeatureSide(np.eye(2, dtype=np.float32), np.arange(2), np.arange(2), np.zeros(2))
+            >>> model = TransitTimeModel.fit([1, 1], [0, 1], [0.0, 0.0])
+            >>> round(FeatureSetScorer(FeatureSet(side, side), st_model=model).pair_factor_max(), 4)
+            0.3512
+        """
+        p_max = float(self._model().probabilities.max())
+        lam, gamma = float(self.fusion.lambda1), float(self.fusion.gamma1)
+        return max(1 / (1 + lam * math.exp(-gamma * p)) for p in (0.0, p_max))
 
     def fuse_pairs(self, rows: np.ndarray, cols: np.ndarray, visual: np.ndarray) -> np.ndarray:
         """Joint scores of the sample pairs ``(rows[p], cols[p])`` from their visual scores.

@@ -26,6 +26,7 @@ the people, so the test identities never need to be seen). Spec §3:
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,9 +48,10 @@ FORMAT_VERSION = 1
 #: Name of the model file beside a training run's checkpoints (and in the demo's output).
 TRANSIT_FILE = "transit_time.npz"
 
-#: Largest number of table entries (cameras² × bins) a fit may allocate: two float64 tables of this
-#: size take 1 GiB. Beyond it the bin width is almost certainly wrong for the clock's unit.
-MAX_TABLE_ENTRIES = 64 * 1024 * 1024
+#: Largest number of table entries (cameras² × bins) a fit may allocate: the model's two float64
+#: tables then take 64 MiB (Market-1501 needs 0.2 M entries). Beyond it the bin width is wrong for the
+#: clock's unit, or one time is an outlier.
+MAX_TABLE_ENTRIES = 4 * 1024 * 1024
 
 _ARRAYS = (
     "format",
@@ -281,15 +283,19 @@ class TransitTimeModel:
             )
         person, later, earlier = np.nonzero(contributes)
         delta = diff[person, later, earlier]
+        num_bins = _table_bins(
+            delta,
+            bin_width,
+            sigma_bins,
+            truncate,
+            c,
+            np.unique(pids_a)[person],
+            known[later],
+            known[earlier],
+            visit_times[person, later],
+            visit_times[person, earlier],
+        )
         bins = np.floor(delta / bin_width)
-        radius = smoothing_radius(sigma_bins, truncate)
-        num_bins = int(bins.max()) + radius + 1
-        if c * c * num_bins > MAX_TABLE_ENTRIES:
-            raise ReIDError(
-                f"transit fit: time differences up to {delta.max():g} need {num_bins} bins of "
-                f"width {bin_width:g} for {c} cameras ({c * c * num_bins} table entries, at most "
-                f"{MAX_TABLE_ENTRIES}); use a larger bin width for this clock"
-            )
         weights = np.where(tie[person, later, earlier], 0.5, 1.0)
         flat = (later * c + earlier) * num_bins + bins.astype(np.int64)
         counts = np.bincount(flat, weights=weights, minlength=c * c * num_bins).reshape(
@@ -653,6 +659,39 @@ class TransitTimeModel:
             )
         except ReIDError as exc:
             raise ReIDError(f"{path}: {exc}") from None
+
+
+def _table_bins(
+    delta: np.ndarray,
+    bin_width: float,
+    sigma_bins: float,
+    truncate: float,
+    num_cameras: int,
+    pids: np.ndarray,
+    later: np.ndarray,
+    earlier: np.ndarray,
+    later_times: np.ndarray,
+    earlier_times: np.ndarray,
+) -> int:
+    """Bins per camera pair for time differences ``delta``, refusing a table larger than
+    :data:`MAX_TABLE_ENTRIES` with one line that names the largest difference and who made it."""
+    worst = int(np.argmax(delta))
+    pairs = num_cameras * num_cameras
+    # In floats: a tiny bin width or a huge smoothing radius must not build a 300-digit integer.
+    with np.errstate(over="ignore", divide="ignore"):
+        bins_needed = float(np.floor(delta[worst] / bin_width)) + truncate * sigma_bins + 1.5
+    if math.isfinite(bins_needed) and pairs * bins_needed <= MAX_TABLE_ENTRIES:
+        return (
+            math.floor(float(delta[worst]) / bin_width) + smoothing_radius(sigma_bins, truncate) + 1
+        )
+    raise ReIDError(
+        f"transit fit: the time difference {float(delta[worst]):.6g} (identity {int(pids[worst])}: "
+        f"mean time {float(later_times[worst]):.6g} in camera {int(later[worst])}, "
+        f"{float(earlier_times[worst]):.6g} in camera {int(earlier[worst])}) needs "
+        f"{bins_needed:.3g} bins of width {bin_width:g} plus the smoothing for {num_cameras} cameras, "
+        f"over the {MAX_TABLE_ENTRIES} table entries allowed; check that identity's times for an "
+        "outlier, or use a larger bin width (or smaller sigma) for this clock"
+    )
 
 
 def _visit_table(

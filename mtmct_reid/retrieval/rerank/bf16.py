@@ -8,9 +8,7 @@ and a candidate list is accepted only when the bound proves that no sample left 
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -39,22 +37,6 @@ def cpu_has_native_bf16() -> bool:
         flags = capabilities()
         return bool(flags.get("avx512_bf16") or flags.get("amx_bf16"))
     return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
-
-
-@contextlib.contextmanager
-def float32_products() -> Iterator[None]:
-    """Full float32 matrix products for the duration (a caller, e.g. Lightning, may have allowed
-    reduced-precision ones, which would void every bound here)."""
-    import torch
-
-    previous = torch.get_float32_matmul_precision()
-    if previous != "highest":
-        torch.set_float32_matmul_precision("highest")
-    try:
-        yield
-    finally:
-        if previous != "highest":
-            torch.set_float32_matmul_precision(previous)
 
 
 def bf16_error_bounds(features: np.ndarray, features_bf16: object) -> np.ndarray:
