@@ -87,8 +87,8 @@ class PairJoint:
         self.probability = probability
         self.fusion = fusion
 
-    def fuse_rows(self, rows: np.ndarray, visual: np.ndarray, out: np.ndarray) -> None:
-        fuse(visual, self.probability[rows], self.fusion, out=out)
+    def fuse_rows(self, rows, visual, out, cols=slice(None)) -> None:
+        out[:] = fuse(visual, self.probability[rows][:, cols], self.fusion)
 
     def fuse_pairs(self, rows: np.ndarray, cols: np.ndarray, visual: np.ndarray) -> np.ndarray:
         return fuse(visual, self.probability[rows, cols], self.fusion)
@@ -141,18 +141,24 @@ def test_joint_scores_match_dense_reference(approximate, tied):
 def test_approximate_search_proves_most_rows(caplog):
     # Non-negative (ReLU) features like a CNN's, large enough for the bfloat16 candidate search.
     query, gallery = clustered(120, 900, 64, seed=6, relu=True)
-    expected = dense_rerank_features(query, gallery)
+    x = l2_normalise(np.concatenate([query, gallery]))
+    rng = np.random.default_rng(3)
+    probability = rng.choice([0.0, 0.0, 0.001, 0.004, 0.01], size=(1020, 1020)).astype(np.float32)
+    probability = np.triu(probability, 1) + np.triu(probability, 1).T
+    joint = PairJoint(probability, FusionParams())
     with caplog.at_level(logging.DEBUG, logger="mtmct_reid.retrieval.rerank"):
-        got = rerank_features(
-            query, gallery, chunk_size=200, progress=False, approximate_search=True
-        )
-    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+        got = rerank(x, 120, joint=joint, chunk_size=200, progress=False, approximate_search=True)
+    fused = fuse(x @ x.T, probability, joint.fusion)
+    np.testing.assert_allclose(got[0], dense_rerank_features(query, gallery), atol=1e-5, rtol=0)
+    expected = re_ranking(fused[:120, 120:], fused[:120, :120], fused[120:, 120:])
+    np.testing.assert_allclose(got[1], expected, atol=1e-5, rtol=0)
     fallbacks = [
         r.getMessage() for r in caplog.records if "needed an exact float32 row" in r.getMessage()
     ]
     assert fallbacks, "the approximate search did not run"
-    exact_rows = int(fallbacks[0].split()[1])
-    assert exact_rows < 900 // 2  # most gallery rows were proven from bfloat16 candidates
+    visual_rows, joint_rows = (int(word) for word in fallbacks[0].split()[1:4:2])
+    # Most gallery rows were proven from bfloat16 candidates, for both scores.
+    assert visual_rows < 900 // 4 and joint_rows < 900 // 4
 
 
 def test_native_bf16_is_read_from_torch():

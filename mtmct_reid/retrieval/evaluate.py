@@ -251,15 +251,18 @@ class FeatureSetScorer:
         joint_scores = self.fuse_pairs(rows, cols, similarity) if joint else None
         return self._select(similarity, joint_scores, visual, joint)
 
-    def fuse_rows(self, rows: np.ndarray, visual: np.ndarray, out: np.ndarray) -> None:
-        """Joint scores of samples ``rows`` against every sample, from their visual scores.
+    def fuse_rows(
+        self, rows: np.ndarray, visual: np.ndarray, out: np.ndarray, cols: slice = slice(None)
+    ) -> None:
+        """Joint scores of samples ``rows`` against samples ``cols``, from their visual scores.
 
         Args:
             rows: sample indices.
-            visual: float32 [len(rows), num_total] visual scores (exact or approximate).
-            out: float32 array of ``visual``'s shape for the joint scores.
+            visual: float32 [len(rows), len(cols)] visual scores (exact or approximate).
+            out: float32 array of ``visual``'s shape for the joint scores (may be a strided view).
+            cols: a slice of the samples.
         """
-        self._fuse_into(rows, slice(None), visual, out)
+        self._fuse_into(rows, cols, visual, out)
 
     def pair_factor_max(self) -> float:
         """The largest spatial-temporal factor ``1 / (1 + λ1 exp(-γ1 p))`` of the joint score.

@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 
 #: Below this many samples the bfloat16 candidate search does not pay for its set-up.
 APPROXIMATE_MIN_SAMPLES = 4096
+#: Largest memory for the mirrored gallery tiles of the bfloat16 search (beyond it, at MSMT17 size,
+#: every gallery row is computed in full).
+MIRRORED_TILE_BYTES = 1 << 30
 #: Relative rounding error allowed to a float32 joint score (a handful of float32 operations).
 _JOINT_ROUNDING = 64 * 2.0**-24
 
@@ -70,8 +73,10 @@ class JointScores(Protocol):
 
     fusion: FusionParams
 
-    def fuse_rows(self, rows: np.ndarray, visual: np.ndarray, out: np.ndarray) -> None:
-        """Joint scores of samples ``rows`` against every sample, from their visual scores."""
+    def fuse_rows(
+        self, rows: np.ndarray, visual: np.ndarray, out: np.ndarray, cols: slice = slice(None)
+    ) -> None:
+        """Joint scores of samples ``rows`` against samples ``cols``, from their visual scores."""
 
     def fuse_pairs(self, rows: np.ndarray, cols: np.ndarray, visual: np.ndarray) -> np.ndarray:
         """Joint scores of the pairs ``(rows[p], cols[p])`` from their visual scores."""
@@ -184,6 +189,14 @@ def rerank(
         error_bound = bf16_error_bounds(features, features_bf16)
         approx_buffer = torch.empty((rows_wide, num_total), dtype=torch.bfloat16)
         widened_buffer = torch.empty((rows_wide, num_total), dtype=torch.float32)
+        num_gallery = num_total - num_query
+        # bfloat16 visual tiles, and float32 joint ones: a quarter of the gallery x gallery matrix each.
+        tile_bytes = num_gallery * num_gallery // 4 * (2 + 4 * bool(joint))
+        mirror = (
+            _MirroredTiles(num_query, num_total, chunk_size)
+            if tile_bytes <= MIRRORED_TILE_BYTES
+            else None
+        )
 
         def visual_upper(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
             return values + bf16_half_ulp(values) + error_bound[rows]
@@ -208,7 +221,11 @@ def rerank(
                 continue
             tic = time.perf_counter()
             approx = approx_buffer[: stop - start]
-            torch.mm(features_bf16[start:stop], features_bf16.T, out=approx)
+            computed = mirror.fill(start, stop, approx, 0) if mirror else [slice(None)]
+            for cols in computed:
+                approx[:, cols] = torch.mm(features_bf16[start:stop], features_bf16[cols].T)
+            if mirror:
+                mirror.keep(start, stop, approx, 0)
             toc = time.perf_counter()
             seconds["products"] += toc - tic
             failed = [
@@ -220,13 +237,18 @@ def rerank(
                 assert joint_buffer is not None
                 widened = widened_buffer[: stop - start]
                 widened.copy_(approx)
-                joint.fuse_rows(rows, widened.numpy(), joint_buffer[: stop - start])
+                joint_rows = joint_buffer[: stop - start]
+                computed = mirror.fill(start, stop, joint_rows, 1) if mirror else [slice(None)]
+                for cols in computed:
+                    joint.fuse_rows(rows, widened.numpy()[:, cols], joint_rows[:, cols], cols)
+                if mirror:
+                    mirror.keep(start, stop, joint_rows, 1)
                 toc = time.perf_counter()
                 seconds["joint scores"] += toc - tic
                 failed.append(
                     tables[1].add_approximate(
                         rows,
-                        torch.from_numpy(joint_buffer[: stop - start]),
+                        torch.from_numpy(joint_rows),
                         joint_exact,
                         joint_upper,
                         joint_lower,
@@ -262,6 +284,36 @@ def rerank(
     return results
 
 
+class _MirroredTiles:
+    """The gallery x gallery part of symmetric approximate score rows, each off-diagonal tile once.
+
+    Gallery block ``i`` computes its query columns and its columns from its own first row on, keeps
+    copies of the tiles right of its diagonal tile for the later blocks, and takes its columns left of
+    the diagonal from the tiles earlier blocks kept for it (transposed), which are then released. The
+    kept tiles peak at a quarter of the gallery x gallery matrix, at the middle block.
+    """
+
+    def __init__(self, num_query: int, num_total: int, block: int) -> None:
+        self.num_query = num_query
+        self.bounds = [*range(num_query, num_total, block), num_total]
+        self.kept: dict[tuple[int, int, int], object] = {}
+
+    def fill(self, start: int, stop: int, rows: object, kind: int) -> list[slice]:
+        """Copy the kept tiles into ``rows`` (block ``start:stop``); return the columns to compute."""
+        i = self.bounds.index(start)
+        for k in range(i):
+            tile = self.kept.pop((kind, k, i))
+            rows[:, self.bounds[k] : self.bounds[k + 1]] = tile.T
+        return [slice(0, self.num_query), slice(start, None)]
+
+    def keep(self, start: int, stop: int, rows: object, kind: int) -> None:
+        """Keep the tiles of ``rows`` right of the diagonal for the later blocks."""
+        i = self.bounds.index(start)
+        for k in range(i + 1, len(self.bounds) - 1):
+            tile = rows[:, self.bounds[k] : self.bounds[k + 1]]
+            self.kept[(kind, i, k)] = tile.clone() if hasattr(tile, "clone") else tile.copy()
+
+
 def _joint_bounds(
     joint: JointScores, error_bound: np.ndarray
 ) -> tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], ...]:
@@ -269,9 +321,14 @@ def _joint_bounds(
 
     The joint score is ``J = L(s) * m`` with ``L(s) = 1 / (1 + λ0 exp(-γ0 s))`` and a pair term
     ``0 < m <= M`` that does not depend on ``s``. With ``|s - s~| <= e``, ``J / J~`` lies within
-    ``exp(+-|γ0| e)``; for ``γ0 > 0`` the upper side is much tighter: a sample outside the candidates has
-    ``L(s~) m <= J~k``; if ``s~ < t`` (``t`` where ``L(t + e) M = J~k``) then ``J <= L(s~ + e) M <= J~k``,
-    else ``J <= J~ L(s~ + e) / L(s~) <= J~k L(t + e) / L(t)``, the ratio falling as ``s~`` rises.
+    ``exp(+-|γ0| e)``. For ``γ0 > 0`` both sides are much tighter, as ``L(s~ +- e) / L(s~)`` moves
+    towards 1 as ``s~`` rises, and ``L(s~) >= J~ / M`` bounds ``s~`` from below:
+
+    * above: a sample outside the candidates has ``L(s~) m <= J~k``; if ``s~ < t`` (``t`` where
+      ``L(t + e) M = J~k``) then ``J <= L(s~ + e) M <= J~k``, else ``J <= J~k L(t + e) / L(t)``;
+    * below: a sample with ``J~ >= J~b`` has ``s~ >= t = L^-1(J~b / M)``, so
+      ``J >= J~b L(t - e) / L(t)``.
+
     Both evaluations of ``J`` round in float32 (a relative slack covers it).
     """
     fusion = joint.fusion
@@ -282,22 +339,30 @@ def _joint_bounds(
     def error(rows: np.ndarray) -> np.ndarray:
         return error_bound[rows] + BF16_ROUNDING
 
+    def inverse(target: np.ndarray) -> np.ndarray:
+        """``t`` with ``L(t) = target`` (a hair lower: the ratios below only grow with it)."""
+        target = np.clip(target, 1e-300, 1 - 1e-16)
+        return -np.log((1 / target - 1) / lambda0) / gamma0 - 1e-9
+
     def upper(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
         e = error(rows)
-        crude = values * np.exp(abs(gamma0) * e)
+        bound = values * np.exp(abs(gamma0) * e)
         if gamma0 > 0:
             with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-                target = np.clip(values * slack / pair_max, 1e-300, 1 - 1e-16)
-                # L(x) = target  <=>  x = -ln((1 / target - 1) / λ0) / γ0; a hair lower stays safe.
-                t = -np.log((1 / target - 1) / lambda0) / gamma0 - e - 1e-9
-                a = lambda0 * np.exp(-gamma0 * t)
+                a = lambda0 * np.exp(-gamma0 * (inverse(values * slack / pair_max) - e))
                 ratio = np.maximum((1 + a) / (1 + a * np.exp(-gamma0 * e)), 1.0)
-            tight = values * np.where(np.isfinite(ratio), ratio, np.inf)
-            crude = np.minimum(crude, tight)
-        return np.where(values > 0, crude * slack, np.inf)
+            bound = np.minimum(bound, values * np.where(np.isfinite(ratio), ratio, np.inf))
+        return np.where(values > 0, bound * slack, np.inf)
 
     def lower(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        return values * np.exp(-abs(gamma0) * error(rows)) / slack
+        e = error(rows)
+        bound = values * np.exp(-abs(gamma0) * e)
+        if gamma0 > 0:
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                a = lambda0 * np.exp(-gamma0 * inverse(values / slack / pair_max))
+                ratio = np.minimum((1 + a) / (1 + a * np.exp(gamma0 * e)), 1.0)
+            bound = np.maximum(bound, values * np.where(np.isfinite(ratio), ratio, 0.0))
+        return bound / slack
 
     return upper, lower
 
