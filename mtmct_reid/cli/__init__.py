@@ -26,6 +26,7 @@ VERB_MODULES = (
     "evaluate",
     "search",
     "demo",
+    "track_eval",
 )
 
 log = logging.getLogger("mtmct_reid")
