@@ -707,25 +707,35 @@ class MTMCRoot:
         if size is None:
             return boxes
         width, height = size
+        # A hair of tolerance: "x + w" of a box written to the frame's edge may round past it.
+        tol = 1e-6
+        outside = (
+            (boxes.x < -tol)
+            | (boxes.y < -tol)
+            | (boxes.x + boxes.w > width + tol)
+            | (boxes.y + boxes.h > height + tol)
+        )
+        if not outside.any():
+            return boxes
         x1 = np.clip(boxes.x, 0, width)
         y1 = np.clip(boxes.y, 0, height)
         x2 = np.clip(boxes.x + boxes.w, 0, width)
         y2 = np.clip(boxes.y + boxes.h, 0, height)
         inside = (x2 > x1) & (y2 > y1)
-        changed = inside & (
-            (x1 != boxes.x) | (y1 != boxes.y) | (x2 - x1 != boxes.w) | (y2 - y1 != boxes.h)
-        )
-        if not changed.any() and inside.all():
-            return boxes
         log.warning(
             "%s: %d box(es) partly outside the %dx%d frame clipped to it, %d entirely outside dropped",
             path,
-            int(changed.sum()),
+            int((outside & inside).sum()),
             width,
             height,
             int((~inside).sum()),
         )
-        clipped = boxes.replace(x=x1, y=y1, w=x2 - x1, h=y2 - y1)
+        clipped = boxes.replace(
+            x=np.where(outside, x1, boxes.x),
+            y=np.where(outside, y1, boxes.y),
+            w=np.where(outside, x2 - x1, boxes.w),
+            h=np.where(outside, y2 - y1, boxes.h),
+        )
         return clipped.select(inside)
 
     def write_boxes(
