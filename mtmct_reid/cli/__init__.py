@@ -26,6 +26,7 @@ VERB_MODULES = (
     "evaluate",
     "search",
     "demo",
+    "track_sct",
     "track_eval",
 )
 
