@@ -6,6 +6,12 @@ import argparse
 from pathlib import Path
 
 from mtmct_reid.cli import add_layout_arguments
+from mtmct_reid.cli.mtmc_hooks import (
+    add_crops_action,
+    add_info_arguments,
+    is_mtmc_root,
+    run_info_root,
+)
 
 
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_source_arguments(info)
     info.add_argument("--json", action="store_true", help="print the summary as JSON instead")
+    add_info_arguments(info)
     info.set_defaults(func=run_info)
 
     export = actions.add_parser(
@@ -54,6 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     export.set_defaults(func=run_export)
 
+    add_crops_action(actions)
+
 
 def _read(args: argparse.Namespace):
     from mtmct_reid.data.layouts import detect_layout, read_dataset
@@ -68,6 +77,9 @@ def _read(args: argparse.Namespace):
 
 def run_info(args: argparse.Namespace) -> int:
     import json
+
+    if is_mtmc_root(args.data):
+        return run_info_root(args)
 
     from mtmct_reid.data.summary import dataset_summary, format_summary
 

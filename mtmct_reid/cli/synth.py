@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mtmct_reid.cli.mtmc_hooks import add_synth_video_arguments, run_synth_video
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -22,9 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "out", type=Path, metavar="OUT", help="output folder (new, or empty; see --force)"
     )
     parser.add_argument(
-        "--ids", type=int, default=200, metavar="N", help="identities, half train (200)"
+        "--ids", type=int, default=None, metavar="N", help="identities, half train (200)"
     )
-    parser.add_argument("--cameras", type=int, default=6, metavar="C", help="cameras, 2..9 (6)")
+    parser.add_argument("--cameras", type=int, default=None, metavar="C", help="cameras, 2..9 (6)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (0)")
     parser.add_argument(
         "--image-size", default="128x64", metavar="HxW", help="image height x width (128x64)"
@@ -46,18 +48,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--force", action="store_true", help="replace OUT if it holds an earlier synthetic network"
     )
+    add_synth_video_arguments(parser)
     parser.set_defaults(func=run_synth)
 
 
 def run_synth(args: argparse.Namespace) -> int:
     import dataclasses
 
+    if args.video:
+        return run_synth_video(args)
+
     from mtmct_reid.data.image_size import parse_image_size
     from mtmct_reid.data.synth import SynthConfig, generate_network
 
     config = SynthConfig(
-        num_ids=args.ids,
-        num_cameras=args.cameras,
+        num_ids=200 if args.ids is None else args.ids,
+        num_cameras=6 if args.cameras is None else args.cameras,
         seed=args.seed,
         image_size=parse_image_size(args.image_size, label="--image-size"),
     )
