@@ -21,7 +21,6 @@ from mtmct_reid.data.readers import (
     dataset_summary,
     detect_layout,
     format_summary,
-    queries_without_cross_camera_match,
     read_dataset,
     read_dukemtmc,
     read_manifest,
@@ -32,6 +31,7 @@ from mtmct_reid.data.readers import (
 )
 from mtmct_reid.data.records import Records
 from mtmct_reid.errors import ReIDError
+from mtmct_reid.retrieval.protocol import queries_without_cross_camera_match
 
 
 def _rows(records: Records) -> dict[str, tuple]:
@@ -533,49 +533,10 @@ def test_export_refuses_a_folder(tmp_path):
 # Summary and the cross-camera check
 
 
-def _no_cross_match_by_definition(records: Records) -> list[int]:
-    out = []
-    for q in range(len(records)):
-        if records.splits[q] != "query" or records.pids[q] <= 0:
-            continue
-        found = any(
-            records.splits[g] == "gallery"
-            and records.pids[g] == records.pids[q]
-            and records.cams[g] != records.cams[q]
-            for g in range(len(records))
-        )
-        if not found:
-            out.append(q)
-    return out
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_queries_without_cross_camera_match_matches_the_definition(seed):
-    rng = np.random.default_rng(seed)
-    n = 300
-    records = Records.from_columns(
-        [f"{i}.jpg" for i in range(n)],
-        rng.integers(-1, 60, size=n),
-        rng.integers(1, 4 + seed, size=n),
-        None,
-        rng.choice(["train", "query", "gallery"], size=n, p=[0.2, 0.3, 0.5]),
-    )
-    got = queries_without_cross_camera_match(records)
-    assert got.dtype == np.int64
-    assert got.tolist() == _no_cross_match_by_definition(records)
-    assert 0 < len(got) < np.sum(records.splits == "query")  # both kinds present in the sample
-
-
-def test_queries_without_cross_camera_match_edge_cases():
-    only_query = Records.from_columns(["q"], [3], [1], None, ["query"])
-    assert queries_without_cross_camera_match(only_query).tolist() == [0]
-    no_query = Records.from_columns(["g"], [3], [1], None, ["gallery"])
-    assert queries_without_cross_camera_match(no_query).tolist() == []
-
-
 def test_summary_counts_and_warnings_on_market(tmp_path):
     root = make_split_folders(tmp_path, MARKET_BASIC)
-    summary = dataset_summary(read_dataset(root))
+    records = read_dataset(root)
+    summary = dataset_summary(records, queries_without_cross_camera_match(records))
     json.dumps(summary)  # serialisable as is
     assert summary["images"] == 8
     assert summary["ids"] == 2  # people 2 and 7; junk and distractor are not people
@@ -607,7 +568,7 @@ def test_summary_warns_about_one_camera_no_times_and_unmatchable_queries():
         ["query", "query", "gallery", "gallery", "train"],
         camera_names={4: "door"},
     )
-    summary = dataset_summary(records)
+    summary = dataset_summary(records, queries_without_cross_camera_match(records))
     joined = " | ".join(summary["warnings"])
     assert "only one camera (door)" in joined
     assert "no image has a time: spatial-temporal fusion is impossible" in joined

@@ -82,9 +82,10 @@ def run_info(args: argparse.Namespace) -> int:
         return run_info_root(args)
 
     from mtmct_reid.data.summary import dataset_summary, format_summary
+    from mtmct_reid.retrieval.protocol import queries_without_cross_camera_match
 
     layout, records = _read(args)
-    summary = dataset_summary(records)
+    summary = dataset_summary(records, queries_without_cross_camera_match(records))
     if args.json:
         print(json.dumps({"layout": layout, **summary}, indent=2))
     else:

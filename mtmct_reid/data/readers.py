@@ -28,11 +28,7 @@ from mtmct_reid.data.layouts.manifest import (
 from mtmct_reid.data.layouts.market import MARKET_FOLDERS, parse_image_names
 from mtmct_reid.data.layouts.msmt17 import MSMT17_SLOT_FRAMES
 from mtmct_reid.data.records import Records
-from mtmct_reid.data.summary import (
-    dataset_summary,
-    format_summary,
-    queries_without_cross_camera_match,
-)
+from mtmct_reid.data.summary import dataset_summary, format_summary
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -48,7 +44,6 @@ __all__ = [
     "format_summary",
     "list_images",
     "parse_image_names",
-    "queries_without_cross_camera_match",
     "read_dataset",
     "read_dukemtmc",
     "read_manifest",

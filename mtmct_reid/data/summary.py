@@ -11,41 +11,6 @@ import numpy as np
 from mtmct_reid.data.records import DISTRACTOR_PID, JUNK_PID, SPLITS, Records
 
 
-def queries_without_cross_camera_match(records: Records) -> np.ndarray:
-    """Queries that evaluation will skip: a real person (id > 0) never seen by another gallery camera.
-
-    Evaluation drops gallery images of the query's own camera, so such a query has nothing left to
-    find; on a custom dataset this is the usual reason for "no valid query".
-
-    Args:
-        records: a dataset with ``query`` and ``gallery`` rows.
-
-    Returns:
-        Row indices into ``records`` (int64, ascending) of those queries.
-
-    Example:
-        >>> r = Records.from_columns(["q", "g"], [1, 1], [1, 1], None, ["query", "gallery"])
-        >>> queries_without_cross_camera_match(r).tolist()
-        [0]
-    """
-    query_rows = np.flatnonzero((records.splits == "query") & (records.pids > 0))
-    gallery_rows = np.flatnonzero(records.splits == "gallery")
-    if query_rows.size == 0:
-        return query_rows.astype(np.int64)
-    # A query has a cross-camera match iff its pid has more gallery images than its own (pid, cam)
-    # pair has: count both keys over the gallery with codes shared by gallery and queries.
-    rows = np.concatenate([gallery_rows, query_rows])
-    pids, cams = records.pids[rows], records.cams[rows]
-    _, pid_code = np.unique(pids, return_inverse=True)
-    _, pair_code = np.unique(np.stack([pids, cams], axis=1), axis=0, return_inverse=True)
-    pid_code, pair_code = pid_code.reshape(-1), pair_code.reshape(-1)
-    num_gallery = gallery_rows.size
-    per_pid = np.bincount(pid_code[:num_gallery], minlength=int(pid_code.max()) + 1)
-    per_pair = np.bincount(pair_code[:num_gallery], minlength=int(pair_code.max()) + 1)
-    cross_camera = per_pid[pid_code[num_gallery:]] - per_pair[pair_code[num_gallery:]]
-    return query_rows[cross_camera == 0].astype(np.int64)
-
-
 def _split_summary(part: Records) -> dict:
     finite = np.isfinite(part.times)
     people = part.pids > 0
@@ -64,11 +29,14 @@ def _split_summary(part: Records) -> dict:
     }
 
 
-def dataset_summary(records: Records) -> dict:
+def dataset_summary(records: Records, unmatchable_queries: np.ndarray | None = None) -> dict:
     """Counts per split and the warnings a user should read before training or evaluating.
 
     Args:
         records: a dataset as read by :func:`~mtmct_reid.data.layouts.read_dataset`.
+        unmatchable_queries: row indices of the queries evaluation will skip (the evaluation
+            protocol decides which: ``mtmct_reid.retrieval.protocol.queries_without_cross_camera_match``,
+            as ``mtmct-reid dataset info`` passes); None leaves them out of the summary.
 
     Returns:
         A JSON-serialisable dict: ``root``, ``images``, ``ids`` (people, id > 0), ``cameras`` (a list of
@@ -78,12 +46,14 @@ def dataset_summary(records: Records) -> dict:
 
     Example:
         >>> r = Records.from_columns(["a", "b"], [1, 1], [1, 1], None, ["query", "gallery"])
-        >>> dataset_summary(r)["queries_without_cross_camera_match"]
+        >>> dataset_summary(r, np.array([0]))["queries_without_cross_camera_match"]
         1
     """
     camera_ids, camera_counts = np.unique(records.cams, return_counts=True)
     splits = {s: _split_summary(records.split(s)) for s in SPLITS}
-    lonely = queries_without_cross_camera_match(records)
+    lonely = (
+        np.empty(0, np.int64) if unmatchable_queries is None else np.asarray(unmatchable_queries)
+    )
     warnings: list[str] = []
 
     if len(camera_ids) == 1:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtmct_reid.data.records import JUNK_PID
+from mtmct_reid.data.records import JUNK_PID, Records
 
 #: Rows normalised at once by :func:`normalise_rows`.
 _NORM_BLOCK = 1024
@@ -142,33 +142,30 @@ def valid_query_mask(
     return np.bincount(good_rows, minlength=len(np.asarray(query_pids))) > 0
 
 
-def queries_without_cross_camera_match(
-    query_pids: np.ndarray,
-    query_cams: np.ndarray,
-    gallery_pids: np.ndarray,
-    gallery_cams: np.ndarray,
-) -> np.ndarray:
+def queries_without_cross_camera_match(records: Records) -> np.ndarray:
     """Queries that evaluation skips: a real person (id > 0) never seen by another gallery camera.
 
     Evaluation drops gallery images of the query's own camera, so such a query has nothing left to
-    find; on a custom dataset this is the usual reason for "no valid query".
+    find; on a custom dataset this is the usual reason for "no valid query" (``mtmct-reid dataset
+    info`` warns about them).
 
     Args:
-        query_pids: [Q] query ids.
-        query_cams: [Q] query cameras.
-        gallery_pids: [G] gallery ids.
-        gallery_cams: [G] gallery cameras.
+        records: a dataset with ``query`` and ``gallery`` rows.
 
     Returns:
-        Query indices (int64, ascending).
+        Row indices into ``records`` (int64, ascending) of those queries.
 
     Example:
-        >>> queries_without_cross_camera_match(
-        ...     np.array([1, 2, 0]), np.array([1, 1, 1]), np.array([1, 2]), np.array([1, 2])).tolist()
+        >>> r = Records.from_columns(["q", "g"], [1, 1], [1, 1], None, ["query", "gallery"])
+        >>> queries_without_cross_camera_match(r).tolist()
         [0]
     """
-    valid = valid_query_mask(query_pids, query_cams, gallery_pids, gallery_cams)
-    return np.flatnonzero((np.asarray(query_pids) > 0) & ~valid).astype(np.int64)
+    query_rows = np.flatnonzero(records.splits == "query")
+    gallery = records.split("gallery")
+    valid = valid_query_mask(
+        records.pids[query_rows], records.cams[query_rows], gallery.pids, gallery.cams
+    )
+    return query_rows[(records.pids[query_rows] > 0) & ~valid].astype(np.int64)
 
 
 def normalise_rows(features: np.ndarray, *, in_place: bool = False) -> np.ndarray:
