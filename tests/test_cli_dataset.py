@@ -220,6 +220,10 @@ HOSTILE = {
         lambda t: _manifest(t, "path,pid,camera\na.jpg,1,1\nb.jpg,1,cam1\n"),
         "m.csv: line 2 is camera '1' but line 3 is camera 'cam1': camera labels must be all",
     ),
+    "manifest with an infinite time": (
+        lambda t: _manifest(t, "path,pid,camera,time\na.jpg,1,1,5\nb.jpg,1,2,inf\n"),
+        "m.csv, line 3: time 'inf' is not a number",
+    ),
     "manifest with pid -5": (
         lambda t: _manifest(t, "path,pid,camera\na.jpg,-5,1\n"),
         "m.csv, line 2 has person id -5 (expected -1 for junk, 0 for a distractor or a positive",

@@ -258,7 +258,7 @@ def int_column(values: np.ndarray, where: Callable[[int], str]) -> np.ndarray:
 
 
 def float_column(values: np.ndarray, error: Callable[[int, str], str]) -> np.ndarray:
-    """A column of numeric text as float64, empty cells as NaN.
+    """A column of numeric text as float64, empty cells as NaN (``inf`` and ``nan`` are refused).
 
     Args:
         values: the text cells.
@@ -280,6 +280,11 @@ def float_column(values: np.ndarray, error: Callable[[int, str], str]) -> np.nda
             except ValueError:
                 raise ReIDError(error(i, value)) from None
         raise
+    infinite = np.flatnonzero(filled & ~np.isfinite(out))
+    if infinite.size:
+        # "inf" and "nan" parse as floats but are no time; an empty cell is how a time is missing.
+        i = int(infinite[0])
+        raise ReIDError(error(i, str(values[i])))
     return out
 
 

@@ -128,10 +128,15 @@ def read_manifest(csv_path: str | os.PathLike) -> Records:
         return i + 2  # 1-based, after the header
 
     pid_column = np.char.strip(columns["pid"])
-    for i, cell in enumerate(pid_column.tolist()):
-        if not re.fullmatch(r"[+-]?[0-9]+", cell):
-            raise ReIDError(f"{path}, line {line_of(i)}: pid {cell!r} is not an integer")
-    pids = int_column(pid_column, lambda i: f"{path}, line {line_of(i)}: pid")
+    try:
+        pids = pid_column.astype(np.int64)
+    except (ValueError, OverflowError):
+        for i, cell in enumerate(pid_column.tolist()):
+            if not re.fullmatch(r"[+-]?[0-9]+", cell):
+                raise ReIDError(
+                    f"{path}, line {line_of(i)}: pid {cell!r} is not an integer"
+                ) from None
+        pids = int_column(pid_column, lambda i: f"{path}, line {line_of(i)}: pid")
     check_pids(pids, lambda i: f"{path}, line {line_of(i)}")
     if "time" in columns:
         times = float_column(

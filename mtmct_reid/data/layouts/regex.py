@@ -119,12 +119,15 @@ class Regex(Layout):
                 f"e.g. {', '.join(repr(b) for b in bad[:SHOWN])}"
             )
         pid_column = np.asarray(pid_text, dtype=np.str_)
-        for i, text in enumerate(pid_text):
-            if not re.fullmatch(r"\s*[+-]?\d+\s*", text):
-                raise ReIDError(
-                    f"{paths[i]}: the pid group matched {text!r}, expected an integer person id"
-                )
-        pids = int_column(pid_column, lambda i: f"{paths[i]}: the pid group")
+        try:
+            pids = np.char.strip(pid_column).astype(np.int64)
+        except (ValueError, OverflowError):
+            for i, text in enumerate(pid_text):
+                if not re.fullmatch(r"\s*[+-]?\d+\s*", text):
+                    raise ReIDError(
+                        f"{paths[i]}: the pid group matched {text!r}, expected an integer person id"
+                    ) from None
+            pids = int_column(pid_column, lambda i: f"{paths[i]}: the pid group")
         times = float_column(
             np.asarray(time_text, dtype=np.str_),
             lambda i, v: f"{paths[i]}: the time group matched {v!r}, expected a number",
