@@ -224,6 +224,10 @@ HOSTILE = {
         lambda t: _manifest(t, "path,pid,camera,time\na.jpg,1,1,5\nb.jpg,1,2,inf\n"),
         "m.csv, line 3: time 'inf' is not a number",
     ),
+    "manifest with a NUL character": (
+        lambda t: _manifest(t, "path,pid,camera\na.jpg,1,\x001\n"),
+        "m.csv, line 2: holds a NUL character; not a text CSV file",
+    ),
     "manifest with pid -5": (
         lambda t: _manifest(t, "path,pid,camera\na.jpg,-5,1\n"),
         "m.csv, line 2 has person id -5 (expected -1 for junk, 0 for a distractor or a positive",

@@ -90,6 +90,10 @@ def read_manifest(csv_path: str | os.PathLike) -> Records:
         raise ReIDError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
     except OSError as exc:
         raise ReIDError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if "\x00" in text:
+        # numpy's text arrays drop NUL characters, which would change paths and labels silently.
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise ReIDError(f"{path}, line {line}: holds a NUL character; not a text CSV file")
     reader = csv.reader(io.StringIO(text))
     try:
         header = next(reader, None)
