@@ -100,17 +100,16 @@ def test_larger_gallery_with_ties_and_infinite_scores():
         assert result.mINP == pytest.approx(expected["mINP"], abs=1e-12)
 
 
-def test_chunks_sorted_on_several_threads_match_the_definition(monkeypatch):
+def test_chunks_sorted_on_several_threads_match_the_definition():
     # Chunks above the threshold are sorted in row blocks on worker threads; force several.
     from mtmct_reid.retrieval import metrics
 
-    monkeypatch.setattr(metrics, "usable_cores", lambda: 3)
     rng = np.random.default_rng(11)
     problem = random_problem(rng, 130, 9000, integer_scores=False)
     assert problem[0].size >= metrics._PARALLEL_MIN_ELEMENTS
     for protocol in ("standard", "streid"):
         expected = reference_metrics(*problem, protocol)
-        result = evaluate_scores(*problem, protocol=protocol, chunk_size=130)
+        result = evaluate_scores(*problem, protocol=protocol, chunk_size=130, threads=3)
         np.testing.assert_allclose(result.cmc, expected["cmc"], atol=1e-12)
         assert result.mAP == pytest.approx(expected["mAP"], abs=1e-12)
         assert result.mINP == pytest.approx(expected["mINP"], abs=1e-12)
@@ -132,7 +131,6 @@ def test_rankings_with_matches_near_the_top_match_the_definition(
 
     # Whole rows are sorted only before the binary searches over whole rows.
     monkeypatch.setattr(metrics, "_searchsorted_rows", whole_rows_sorted)
-    monkeypatch.setattr(metrics, "usable_cores", lambda: cores)  # 3: row blocks on threads
     rng = np.random.default_rng(5)
     problem = random_problem(rng, num_query, 2500, integer_scores=False)
     scores, q_pids, q_cams, g_pids, g_cams = problem
@@ -147,7 +145,14 @@ def test_rankings_with_matches_near_the_top_match_the_definition(
     for protocol in ("standard", "streid"):
         expected = reference_metrics(scores, q_pids, q_cams, g_pids, g_cams, protocol)
         result = evaluate_scores(
-            scores, q_pids, q_cams, g_pids, g_cams, protocol=protocol, chunk_size=chunk
+            scores,
+            q_pids,
+            q_cams,
+            g_pids,
+            g_cams,
+            protocol=protocol,
+            chunk_size=chunk,
+            threads=cores,  # 3: row blocks on threads
         )
         np.testing.assert_allclose(result.cmc, expected["cmc"], atol=1e-12)
         assert result.mAP == pytest.approx(expected["mAP"], abs=1e-12)

@@ -103,6 +103,7 @@ class RetrievalEvaluator:
         protocol: ``"standard"`` (non-interpolated AP, averaged over queries with a valid match) or
             ``"streid"`` (trapezoid AP, averaged over all queries, as the st-ReID code reports).
         max_rank: length of the CMC curve (at least 10, so that R10 exists).
+        threads: threads that rank large chunks in row blocks (default: the usable cores, at most 8).
 
     Example:
         >>> scores = np.array([[0.9, 0.2, 0.5], [0.1, 0.8, 0.3]])
@@ -114,7 +115,9 @@ class RetrievalEvaluator:
         (1.0, 1.0)
     """
 
-    def __init__(self, protocol: str = "standard", max_rank: int = 50) -> None:
+    def __init__(
+        self, protocol: str = "standard", max_rank: int = 50, threads: int | None = None
+    ) -> None:
         if protocol not in PROTOCOLS:
             raise ReIDError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
         if (
@@ -127,6 +130,7 @@ class RetrievalEvaluator:
             )
         self.protocol = protocol
         self.max_rank = int(max_rank)
+        self.threads = min(usable_cores(), 8) if threads is None else max(1, int(threads))
         self.reset()
 
     def reset(self) -> None:
@@ -169,7 +173,7 @@ class RetrievalEvaluator:
         num_rows = scores.shape[0]
         if num_rows == 0:
             return
-        ranks, good_rows = good_ranks(scores, q_pids, q_cams, g_pids, g_cams)
+        ranks, good_rows = good_ranks(scores, q_pids, q_cams, g_pids, g_cams, threads=self.threads)
         ap, inp, first = _per_query(ranks, good_rows, num_rows, self.protocol)
         valid = first > 0
         hits = first[valid & (first <= self.max_rank)]
@@ -210,6 +214,7 @@ def evaluate_scores(
     protocol: str = "standard",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     max_rank: int = 50,
+    threads: int | None = None,
 ) -> RankingResult:
     """CMC, mAP and mINP of a full [Q, G] score matrix (higher = better), in chunks of query rows.
 
@@ -222,6 +227,7 @@ def evaluate_scores(
         protocol: ``"standard"`` or ``"streid"`` (see :class:`RetrievalEvaluator`).
         chunk_size: query rows ranked at once (memory is O(chunk_size x G)).
         max_rank: length of the CMC curve.
+        threads: see :class:`RetrievalEvaluator`.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -241,7 +247,7 @@ def evaluate_scores(
     if scores.ndim != 2:
         raise ReIDError(f"scores have shape {scores.shape}, expected 2-D [queries, gallery]")
     query_pids, query_cams = np.asarray(query_pids), np.asarray(query_cams)
-    evaluator = RetrievalEvaluator(protocol=protocol, max_rank=max_rank)
+    evaluator = RetrievalEvaluator(protocol=protocol, max_rank=max_rank, threads=threads)
     for start in range(0, max(scores.shape[0], 1), chunk_size):
         stop = start + chunk_size
         evaluator.add(
@@ -260,6 +266,8 @@ def good_ranks(
     query_cams: np.ndarray,
     gallery_pids: np.ndarray,
     gallery_cams: np.ndarray,
+    *,
+    threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The rank (1-based, junk removed) of every good gallery entry of every query row.
 
@@ -269,6 +277,8 @@ def good_ranks(
         query_cams: [q] query cameras.
         gallery_pids: [G] gallery ids.
         gallery_cams: [G] gallery cameras.
+
+        threads: threads counting row blocks of large chunks.
 
     Returns:
         ``(ranks, rows)``: int64 arrays, one entry per good (query, gallery) pair, grouped by query row
@@ -295,7 +305,7 @@ def good_ranks(
     work[junk_rows, junk_cols] = -np.inf
 
     good_scores = scores[good_rows, good_cols].astype(work_dtype)
-    greater, equal = _greater_and_equal(work, good_rows, good_scores)
+    greater, equal = _greater_and_equal(work, good_rows, good_scores, threads)
     ranks = greater + 1
     # A good entry equal to another entry of its row is tied with it (junk at -inf included):
     # the valid entries of equal score and lower gallery index come before it.
@@ -310,14 +320,14 @@ def good_ranks(
 
 
 def _greater_and_equal(
-    work: np.ndarray, rows: np.ndarray, values: np.ndarray
+    work: np.ndarray, rows: np.ndarray, values: np.ndarray, threads: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each (row, value): how many entries of ``work[row]`` are greater, and how many equal.
 
-    ``rows`` must be non-decreasing. Large chunks are cut into row blocks counted on the usable
-    cores: numpy releases the GIL in the comparisons and sorts that take the time.
+    ``rows`` must be non-decreasing. Large chunks are cut into row blocks counted on ``threads``
+    threads: numpy releases the GIL in the comparisons and sorts that take the time.
     """
-    workers = min(usable_cores(), 8, work.shape[0])
+    workers = min(threads, work.shape[0])
     if workers < 2 or work.size < _PARALLEL_MIN_ELEMENTS:
         return _count_block(work, rows, values)
     from concurrent.futures import ThreadPoolExecutor
