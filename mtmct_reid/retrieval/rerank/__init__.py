@@ -41,7 +41,6 @@ from mtmct_reid.retrieval.rerank.bf16 import (
     bf16_half_ulp,
     cpu_has_native_bf16,
     pair_dots,
-    row_dots,
 )
 from mtmct_reid.retrieval.rerank.encoding import encode_and_rank
 from mtmct_reid.retrieval.rerank.neighbours import NeighbourTable, distance
@@ -145,12 +144,15 @@ def rerank(
     joint_buffer = np.empty((rows_wide, num_total), dtype=np.float32) if joint else None
     seconds = dict.fromkeys(("products", "joint scores", "neighbour selection"), 0.0)
 
+    recent = _RecentDots(features)
+
     def visual_exact(rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        return row_dots(features, rows, candidates)
+        return recent.dots(rows, candidates)
 
     def joint_exact(rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         assert joint is not None
-        visual = row_dots(features, rows, candidates).reshape(-1)
+        # The joint score's candidates are mostly the visual ones: reuse their products.
+        visual = recent.dots(rows, candidates, remember=False).reshape(-1)
         pair_rows = np.repeat(rows, candidates.shape[1])
         return joint.fuse_pairs(pair_rows, candidates.reshape(-1), visual).reshape(candidates.shape)
 
@@ -282,6 +284,42 @@ def rerank(
         results.append(encode_and_rank(table, raw_distances, k1, k2, lambda_value, progress))
         log.debug("re-ranking: encoding and jaccard took %.2f s", time.perf_counter() - tic)
     return results
+
+
+class _RecentDots:
+    """float32 dot products of candidate pairs, remembering the last block's first candidates so that
+    the joint score's candidates (mostly the same samples) are not multiplied again."""
+
+    def __init__(self, features: np.ndarray) -> None:
+        self.features = features
+        self.rows = np.empty(0, dtype=np.int64)
+        self.candidates = np.empty((0, 0), dtype=np.int64)
+        self.scores = np.empty((0, 0), dtype=np.float32)
+
+    def dots(self, rows: np.ndarray, candidates: np.ndarray, remember: bool = True) -> np.ndarray:
+        """``out[r, c]``: the dot product of ``rows[r]`` and ``candidates[r, c]`` (float32)."""
+        out = np.empty(candidates.shape, dtype=np.float32)
+        found = np.zeros(candidates.shape, dtype=bool)
+        where = np.searchsorted(self.rows, rows)
+        known = np.zeros(len(rows), dtype=bool)
+        if len(self.rows):
+            known = self.rows[np.minimum(where, len(self.rows) - 1)] == rows
+        if known.any():
+            mine = candidates[known]
+            theirs = self.candidates[where[known]]
+            match = mine[:, :, None] == theirs[:, None, :]
+            hit = match.any(axis=2)
+            values = np.take_along_axis(self.scores[where[known]], match.argmax(axis=2), axis=1)
+            out[known] = np.where(hit, values, 0)
+            found[known] = hit
+        missing_rows, missing_cols = np.nonzero(~found)
+        out[missing_rows, missing_cols] = pair_dots(
+            self.features, rows[missing_rows], candidates[missing_rows, missing_cols]
+        )
+        # A wider second look at some of the same rows keeps the first look (it covers every row).
+        if remember and not known.all():
+            self.rows, self.candidates, self.scores = rows.copy(), candidates.copy(), out.copy()
+        return out
 
 
 class _MirroredTiles:
