@@ -22,6 +22,7 @@ VERB_MODULES = (
     "dataset",
     "train",
     "extract",
+    "export",
     "st",
     "evaluate",
     "search",

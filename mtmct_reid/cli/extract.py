@@ -19,7 +19,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "'mtmct-reid evaluate' reads."
         ),
     )
-    parser.add_argument("checkpoint", type=Path, help="checkpoint written by 'mtmct-reid train'")
+    parser.add_argument(
+        "checkpoint",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="checkpoint written by 'mtmct-reid train' (or pass --onnx)",
+    )
+    parser.add_argument(
+        "--onnx",
+        type=Path,
+        default=None,
+        metavar="MODEL",
+        help="extract with ONNX Runtime from a model written by 'mtmct-reid export' (no checkpoint)",
+    )
     parser.add_argument("--data-dir", type=Path, required=True, help="dataset root folder")
     parser.add_argument("--out", type=Path, required=True, help="features file to write (.npz)")
     add_layout_arguments(parser)
@@ -58,6 +71,10 @@ def run_extract(args: argparse.Namespace) -> int:
         raise ReIDError(f"--num-workers must be >= 0, got {args.num_workers}")
     if args.out.is_dir():
         raise ReIDError(f"--out {args.out}: is a folder, expected the path of a .npz file")
+    if (args.checkpoint is None) == (args.onnx is None):
+        raise ReIDError("pass either a checkpoint or --onnx MODEL (exactly one)")
+    if args.onnx is not None:
+        return _extract_onnx(args)
     model, hparams = load_model_from_checkpoint(args.checkpoint)
     if args.image_size is not None:
         image_size = parse_image_size(args.image_size)
@@ -80,12 +97,42 @@ def run_extract(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         metadata={"checkpoint": str(args.checkpoint)},
     )
-    elapsed = time.perf_counter() - start
+    _save(args, features, time.perf_counter() - start)
+    return 0
+
+
+def _extract_onnx(args: argparse.Namespace) -> int:
+    from mtmct_reid.data.readers import read_dataset
+    from mtmct_reid.errors import ReIDError
+    from mtmct_reid.features import FeatureExtractor, extract_featureset
+
+    if args.no_flip:
+        raise ReIDError(
+            "--no-flip: the flip is part of the exported model; export it with --no-flip"
+        )
+    if args.precision != "32":
+        raise ReIDError("--precision: an ONNX model runs in the precision it was exported in (32)")
+    if args.device not in ("auto", "cpu"):
+        raise ReIDError(f"--device {args.device}: ONNX extraction runs on the CPU")
+    extractor = FeatureExtractor.from_onnx(
+        args.onnx,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        image_size=args.image_size,
+    )
+    records = read_dataset(args.data_dir, layout=args.layout, pattern=args.pattern)
+    start = time.perf_counter()
+    features = extract_featureset(extractor, records, None, metadata={"onnx": str(args.onnx)})
+    _save(args, features, time.perf_counter() - start)
+    return 0
+
+
+def _save(args: argparse.Namespace, features, elapsed: float) -> None:
     features.save(args.out)
+    meta = features.metadata
     count = len(features.query) + len(features.gallery)
     print(
         f"wrote {args.out}: {len(features.query)} query + {len(features.gallery)} gallery features, "
-        f"{features.dim}-d ({model.model_name}/{model.backbone_name}, "
-        f"{image_size[0]}x{image_size[1]}) in {elapsed:.1f}s ({count / max(elapsed, 1e-9):.1f} img/s)"
+        f"{features.dim}-d ({meta.get('model')}/{meta.get('backbone')}, "
+        f"{meta.get('image_size')}) in {elapsed:.1f}s ({count / max(elapsed, 1e-9):.1f} img/s)"
     )
-    return 0
