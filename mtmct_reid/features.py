@@ -362,6 +362,22 @@ def extract_featureset(
         extractor = FeatureExtractor(model, image_size, **extractor_options)
     # One pass over both splits: one progress bar, and batches never straddle a half-empty tail.
     feats = extractor.extract_records(Records.concat([query, gallery]), progress=progress)
+    meta = {**extractor.metadata(), **(metadata or {})}
+    return split_featureset(feats, query, gallery, meta)
+
+
+def split_featureset(
+    features: np.ndarray, query: Records, gallery: Records, metadata: Mapping[str, Any]
+) -> FeatureSet:
+    """A :class:`FeatureSet` from the features of ``query`` rows followed by ``gallery`` rows.
+
+    Example:
+        >>> fs = split_featureset(feats, records.split("query"), records.split("gallery"), {})  # doctest: +SKIP
+    """
+    if len(features) != len(query) + len(gallery):
+        raise ReIDError(
+            f"{len(features)} features for {len(query)} query + {len(gallery)} gallery images"
+        )
     sides = [
         FeatureSide(
             features=part,
@@ -370,7 +386,6 @@ def extract_featureset(
             times=side.times,
             paths=side.paths,
         )
-        for part, side in ((feats[: len(query)], query), (feats[len(query) :], gallery))
+        for part, side in ((features[: len(query)], query), (features[len(query) :], gallery))
     ]
-    meta = {**extractor.metadata(), **(metadata or {})}
-    return FeatureSet(query=sides[0], gallery=sides[1], metadata=meta)
+    return FeatureSet(query=sides[0], gallery=sides[1], metadata=dict(metadata))

@@ -19,3 +19,17 @@ def tiny_network(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth") / "tiny_network"
     generate_network(root, progress=False, **TINY_NETWORK)
     return root
+
+
+@pytest.fixture(scope="session")
+def small_market(tiny_network: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Market folder with a few of the tiny network's images (2 train, 5 query, 11 gallery),
+    for tests that run a network over every image."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("small") / "Market-1501"
+    for folder, count in (("bounding_box_train", 2), ("query", 5), ("bounding_box_test", 11)):
+        (root / folder).mkdir(parents=True)
+        for path in sorted((tiny_network / folder).glob("*.jpg"))[:count]:
+            shutil.copy(path, root / folder / path.name)
+    return root

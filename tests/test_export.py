@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 
 import numpy as np
@@ -14,42 +13,14 @@ from mtmct_reid.errors import ReIDError
 from mtmct_reid.export import PREFIX, OnnxReIDModel, export_onnx, list_images
 from mtmct_reid.features import FeatureExtractor
 from mtmct_reid.featureset import FeatureSet
-from mtmct_reid.models import build_model
+from tests._deploy import SIZE, checkpoint_file, tiny_model
 
 pytest.importorskip("onnxruntime")
-SIZE = (64, 32)
-
-
-def _model(name: str, backbone: str):
-    torch.manual_seed(0)
-    net = build_model(name, num_classes=5, backbone=backbone, weights="none")
-    # Non-trivial BatchNorm statistics: an export that kept train-mode BatchNorm would differ.
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-    return net.eval()
-
-
-def _checkpoint(path, net, image_size=SIZE):
-    hparams = {
-        "model": net.model_name,
-        "backbone": net.backbone_name,
-        "num_classes": net.config["num_classes"],
-        "image_size": list(image_size),
-        "last_stride": net.config["last_stride"],
-        "num_parts": net.num_parts,
-        "dropout": net.config["dropout"],
-    }
-    state = {"model." + k: v for k, v in net.state_dict().items()}
-    torch.save({"state_dict": state, "hyper_parameters": hparams}, path)
-    return path
 
 
 @pytest.fixture(scope="module")
 def pcb():
-    return _model("pcb", "resnet18")
+    return tiny_model("pcb", "resnet18")
 
 
 @pytest.fixture(scope="module")
@@ -59,22 +30,11 @@ def pcb_onnx(pcb, tmp_path_factory, small_market):
     return out
 
 
-@pytest.fixture(scope="module")
-def small_market(tiny_network, tmp_path_factory):
-    """A few of the tiny network's images in a Market folder, so extraction tests stay fast."""
-    root = tmp_path_factory.mktemp("small") / "Market-1501"
-    for folder, count in (("bounding_box_train", 2), ("query", 5), ("bounding_box_test", 11)):
-        (root / folder).mkdir(parents=True)
-        for path in list_images([tiny_network / folder], limit=count):
-            shutil.copy(path, root / folder / path.name)
-    return root
-
-
 # PCB (parts) and a global model; DenseNet trunks export the same way (benchmarks/bench_onnx.py).
 @pytest.mark.parametrize(("name", "backbone"), [("pcb", "resnet18"), ("resnet50", "resnet18")])
 def test_export_cli_checks_parity_on_real_images(name, backbone, small_market, tmp_path, capsys):
-    net = _model(name, backbone)
-    ckpt = _checkpoint(tmp_path / "m.ckpt", net)
+    net = tiny_model(name, backbone)
+    ckpt = checkpoint_file(tmp_path / "m.ckpt", net)
     out = tmp_path / "m.onnx"
     argv = ["export", str(ckpt), "--out", str(out), "--check-images", str(small_market / "query")]
     assert cli.main(argv) == 0
@@ -94,7 +54,7 @@ def test_export_cli_checks_parity_on_real_images(name, backbone, small_market, t
 
 
 def test_onnx_extraction_equals_torch_extraction(pcb, pcb_onnx, small_market, tmp_path, capsys):
-    ckpt = _checkpoint(tmp_path / "pcb.ckpt", pcb)
+    ckpt = checkpoint_file(tmp_path / "pcb.ckpt", pcb)
     common = ["--data-dir", str(small_market), "--batch-size", "4"]
     assert cli.main(["extract", str(ckpt), "--out", str(tmp_path / "t.npz"), *common]) == 0
     argv = ["extract", "--onnx", str(pcb_onnx), "--out", str(tmp_path / "o.npz"), *common]

@@ -43,6 +43,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--precision", default="32", choices=("32", "bf16"), help="32 or bf16 autocast"
     )
+    scale = parser.add_argument_group("several devices or machines (Lightning DDP)")
+    scale.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes per machine: GPUs, or CPU processes with --accelerator cpu (1)",
+    )
+    scale.add_argument(
+        "--accelerator",
+        default="auto",
+        choices=("auto", "cpu", "gpu"),
+        help="device kind for --devices (auto: GPUs when there are any)",
+    )
+    scale.add_argument(
+        "--num-nodes",
+        type=int,
+        default=1,
+        metavar="M",
+        help="machines, each running this command (MASTER_ADDR, MASTER_PORT, NODE_RANK set) (1)",
+    )
     parser.add_argument(
         "--image-size",
         default=None,
@@ -73,6 +94,15 @@ def run_extract(args: argparse.Namespace) -> int:
         raise ReIDError(f"--out {args.out}: is a folder, expected the path of a .npz file")
     if (args.checkpoint is None) == (args.onnx is None):
         raise ReIDError("pass either a checkpoint or --onnx MODEL (exactly one)")
+    if args.devices > 1 or args.num_nodes > 1:
+        from mtmct_reid.distributed import check_devices
+
+        if args.onnx is not None:
+            raise ReIDError(
+                "--onnx runs in one process; --devices and --num-nodes need a checkpoint"
+            )
+        # Refused here, before the model is read or any process starts.
+        check_devices(args.accelerator, args.devices, args.num_nodes)
     if args.onnx is not None:
         return _extract_onnx(args)
     model, hparams = load_model_from_checkpoint(args.checkpoint)
@@ -86,6 +116,26 @@ def run_extract(args: argparse.Namespace) -> int:
         )
     records = read_dataset(args.data_dir, layout=args.layout, pattern=args.pattern)
     start = time.perf_counter()
+    if args.devices > 1 or args.num_nodes > 1:
+        from mtmct_reid.distributed import extract_featureset_distributed
+
+        features = extract_featureset_distributed(
+            model,
+            records,
+            image_size,
+            args.out,
+            devices=args.devices,
+            num_nodes=args.num_nodes,
+            accelerator=args.accelerator,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            flip=not args.no_flip,
+            precision=args.precision,
+            metadata={"checkpoint": str(args.checkpoint)},
+        )
+        if features is not None:  # only global rank 0 has the merged file to report
+            _report(args, features, time.perf_counter() - start)
+        return 0
     features = extract_featureset(
         model,
         records,
@@ -129,6 +179,10 @@ def _extract_onnx(args: argparse.Namespace) -> int:
 
 def _save(args: argparse.Namespace, features, elapsed: float) -> None:
     features.save(args.out)
+    _report(args, features, elapsed)
+
+
+def _report(args: argparse.Namespace, features, elapsed: float) -> None:
     meta = features.metadata
     count = len(features.query) + len(features.gallery)
     print(
