@@ -27,6 +27,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 from torch.utils.data import DataLoader, Sampler
 
 from mtmct_reid._io import save_npz
@@ -36,6 +37,7 @@ from mtmct_reid.data.images import ImageDataset
 from mtmct_reid.data.records import Records
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.features import FeatureExtractor, split_featureset
+from mtmct_reid.validation import positive_int
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +81,8 @@ def check_devices(accelerator: str, devices: int, num_nodes: int) -> str:
     """
     if accelerator not in ACCELERATORS:
         raise ReIDError(f"--accelerator {accelerator}: expected one of {', '.join(ACCELERATORS)}")
-    for option, value in (("--devices", devices), ("--num-nodes", num_nodes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ReIDError(f"{option} must be a positive integer, got {value!r}")
+    devices = positive_int("--devices", devices)
+    num_nodes = positive_int("--num-nodes", num_nodes)
     if accelerator == "auto":
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     if accelerator == "gpu":
@@ -248,6 +249,9 @@ def extract_featureset_distributed(
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=progress,
+        # tqdm's bar: Lightning picks rich's whenever rich is installed, and it fails on close
+        # after an error.
+        callbacks=[TQDMProgressBar()] if progress else [],
         use_distributed_sampler=False,
         inference_mode=True,
     )
