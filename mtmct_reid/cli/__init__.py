@@ -26,6 +26,7 @@ VERB_MODULES = (
     "st",
     "evaluate",
     "search",
+    "index",
     "demo",
     "track_sct",
     "track_eval",

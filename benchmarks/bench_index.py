@@ -1,0 +1,161 @@
+"""Gallery indexes at a million vectors: build time, memory, query latency and recall@10, same run.
+
+A gallery of ``--count`` vectors (D = ``--dim``) in synthetic identity clusters (``--ids`` centres,
+each image its identity's centre plus noise, so that an image's nearest neighbours are mostly its own
+identity's images, as with re-id features) is written to a float32 ``.npy`` file and memory-mapped,
+so the vectors are never all in memory beside an index. Both kinds are built with
+:func:`mtmct_reid.index.build_index` (what ``mtmct-reid index build`` runs), saved and loaded back, and
+queried one query at a time (``--queries`` held-out images of the same identities). The reference is
+exact brute force: numpy matrix products over the memory map in blocks.
+
+Run:
+    .venv/bin/python -m benchmarks.bench_index                         # 1,000,000 × 512
+    .venv/bin/python -m benchmarks.bench_index --count 100000 --kinds ivf-pq
+
+Prints per kind: build seconds, index file size and its ratio to the float32 vectors, peak memory
+growth of the process, query latency p50 / p95 and recall@10 against brute force. Targets (2 cores):
+IVF-PQ p50 <= 10 ms at recall@10 >= 0.9 and <= 0.1x the float32 memory; flat <= 0.3 s per query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mtmct_reid._runtime import usable_cores
+from mtmct_reid.index import GalleryIndex, build_index
+
+CHUNK = 65536
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--ids", type=int, default=50_000, help="identity clusters")
+    parser.add_argument("--noise", type=float, default=0.6, help="per-image noise / centre norm")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--kinds", nargs="+", default=["ivf-pq", "flat"])
+    parser.add_argument("--nlist", type=int, default=1024)
+    parser.add_argument("--m", type=int, default=128)
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[8, 16, 32])
+    parser.add_argument("--flat-queries", type=int, default=20, help="flat is slow: fewer")
+    parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
+    return parser.parse_args(argv)
+
+
+def write_gallery(path: Path, args: argparse.Namespace) -> tuple[np.memmap, np.ndarray]:
+    """The gallery as a float32 .npy memory map, and ``--queries`` held-out query vectors."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(args.ids, args.dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    sigma = args.noise / np.sqrt(args.dim)
+    gallery = np.lib.format.open_memmap(
+        path, mode="w+", dtype=np.float32, shape=(args.count, args.dim)
+    )
+    for start in range(0, args.count, CHUNK):
+        stop = min(start + CHUNK, args.count)
+        ids = rng.integers(0, args.ids, stop - start)
+        gallery[start:stop] = centres[ids] + sigma * rng.normal(size=(stop - start, args.dim))
+    gallery.flush()
+    ids = rng.integers(0, args.ids, args.queries)
+    queries = centres[ids] + sigma * rng.normal(size=(args.queries, args.dim)).astype(np.float32)
+    return np.load(path, mmap_mode="r"), queries.astype(np.float32)
+
+
+def brute_force_top10(gallery: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Exact top 10 by cosine similarity: unit rows, a matrix product per block, a running top 10."""
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    best_scores = np.full((len(q), 10), -np.inf, dtype=np.float32)
+    best_rows = np.zeros((len(q), 10), dtype=np.int64)
+    for start in range(0, len(gallery), CHUNK):
+        block = np.asarray(gallery[start : start + CHUNK], dtype=np.float32)
+        block = block / np.linalg.norm(block, axis=1, keepdims=True)
+        sims = q @ block.T
+        scores = np.concatenate([best_scores, sims], axis=1)
+        rows = np.concatenate(
+            [best_rows, np.broadcast_to(np.arange(start, start + len(block)), sims.shape)], axis=1
+        )
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+        best_scores = np.take_along_axis(scores, top, axis=1)
+        best_rows = np.take_along_axis(rows, top, axis=1)
+    return best_rows
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def query_latency(index: GalleryIndex, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rows, times = [], []
+    for query in queries:
+        start = time.perf_counter()
+        _, found = index.search(query[None], 10)
+        times.append(time.perf_counter() - start)
+        rows.append(found[0])
+    return np.array(rows), np.array(times)
+
+
+def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    print(
+        f"{args.count:,} × {args.dim} gallery, {args.ids:,} identities, {usable_cores()} cores, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        work = Path(tmp)
+        start = time.perf_counter()
+        gallery, queries = write_gallery(work / "gallery.npy", args)
+        print(f"gallery written in {time.perf_counter() - start:.1f}s")
+        start = time.perf_counter()
+        truth = brute_force_top10(gallery, queries)
+        brute = (time.perf_counter() - start) / len(queries)
+        print(f"brute force (numpy, blocks of {CHUNK}): {brute:.3f} s per query in a batch")
+        vectors_mib = args.count * args.dim * 4 / 2**20
+        labels = np.arange(args.count, dtype=np.int64)
+        for kind in args.kinds:
+            before = rss_mib()
+            start = time.perf_counter()
+            options = {"nlist": args.nlist, "m": args.m} if kind == "ivf-pq" else {}
+            index = build_index(gallery, labels, labels, kind=kind, **options)
+            build_s = time.perf_counter() - start
+            index.save(work / f"{kind}.faiss")
+            del index
+            index = GalleryIndex.load(work / f"{kind}.faiss")
+            size_mib = (work / f"{kind}.faiss").stat().st_size / 2**20
+            grown = rss_mib() - before
+            print(
+                f"{kind}: build {build_s:.1f}s, file {size_mib:.0f} MiB = "
+                f"{size_mib / vectors_mib:.3f}x the float32 vectors ({vectors_mib:.0f} MiB), "
+                f"resident after load +{grown:.0f} MiB"
+            )
+            settings = args.nprobe if kind == "ivf-pq" else [None]
+            for nprobe in settings:
+                if nprobe is not None:
+                    index.nprobe = nprobe
+                subset = queries if kind == "ivf-pq" else queries[: args.flat_queries]
+                found, times = query_latency(index, subset)
+                p50, p95 = np.percentile(times, [50, 95]) * 1000
+                label = f"nprobe {nprobe}" if nprobe is not None else "exact"
+                print(
+                    f"  {label}: p50 {p50:.1f} ms, p95 {p95:.1f} ms, recall@10 "
+                    f"{recall_at_10(found, truth[: len(subset)]):.3f} ({len(subset)} queries)"
+                )
+            del index
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    print(f"peak resident {peak:.0f} MiB; load average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,487 @@
+"""Gallery indexes for galleries of millions: FAISS (``faiss-cpu``, the optional extra ``index``).
+
+An index file (``gallery.faiss``) holds the gallery's L2-normalised features for inner-product search
+(cosine similarity); a side file beside it (``gallery.faiss.npz``, no pickle) holds each row's person id,
+camera, time and path, the kind of index, its dimension and row count, and a fingerprint of the index
+file, so a side file that does not belong to its index is refused on load.
+
+Two kinds:
+
+* ``flat``: every vector, exact inner products (``IndexFlatIP``); 4·D bytes per image.
+* ``ivf-pq``: an inverted file over ``nlist`` k-means cells, each vector product-quantised to ``m``
+  bytes (``IndexIVFPQ``); a query visits ``nprobe`` cells. Approximate: recall and scores depend on
+  ``nprobe`` and ``m``; ``benchmarks/bench_index.py`` measures them.
+
+:func:`search_index` takes the top candidates by visual similarity from the index and ranks them with
+:func:`mtmct_reid.retrieval.search.search_gallery` (transit-time fusion, the evaluation protocol's filters).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mtmct_reid._io import atomic_path, npz_array, open_npz, save_npz
+from mtmct_reid._runtime import usable_cores
+from mtmct_reid.errors import ReIDError
+from mtmct_reid.featureset import FeatureSide
+
+if TYPE_CHECKING:
+    from mtmct_reid.retrieval.fusion import FusionParams
+    from mtmct_reid.retrieval.transit import TransitTimeModel
+    from mtmct_reid.retrieval.search import SearchResult
+
+log = logging.getLogger(__name__)
+
+KINDS = ("flat", "ivf-pq")
+#: Version of the side file's layout.
+FORMAT = "mtmct-reid-index-1"
+#: Rows normalised and added to the index at a time (bounds the memory of a build).
+ADD_CHUNK = 65536
+#: Bytes at each end of the index file that its fingerprint hashes.
+_FINGERPRINT_BYTES = 1 << 20
+_EXTRA = "pip install 'mtmct-reid[index]'"
+
+
+def require_faiss() -> Any:
+    """The ``faiss`` module, or a :class:`ReIDError` naming the extra that installs it."""
+    try:
+        import faiss
+    except ImportError:
+        raise ReIDError(f"gallery indexes need faiss: {_EXTRA}") from None
+    return faiss
+
+
+def side_file(index_path: str | os.PathLike) -> Path:
+    """The side file of an index file: the same name with ``.npz`` added.
+
+    Example:
+        >>> side_file("out/gallery.faiss").as_posix()
+        'out/gallery.faiss.npz'
+    """
+    path = Path(index_path)
+    return path.with_name(path.name + ".npz")
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """Size and SHA-256 of the first and last MiB of a file: cheap on a file of gigabytes, and
+    different for any other index a side file could be paired with by mistake.
+
+    Example:
+        >>> fingerprint("gallery.faiss")  # doctest: +SKIP
+        '2048000045:5e0c...'
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        digest.update(fh.read(_FINGERPRINT_BYTES))
+        if size > _FINGERPRINT_BYTES:
+            fh.seek(max(_FINGERPRINT_BYTES, size - _FINGERPRINT_BYTES))
+            digest.update(fh.read())
+    return f"{size}:{digest.hexdigest()}"
+
+
+def default_nlist(count: int) -> int:
+    """Cells of an IVF index: about 4·√N, at least 1, and at most N / 39 (FAISS wants 39 training
+    points per centroid).
+
+    Example:
+        >>> default_nlist(1_000_000), default_nlist(100)
+        (4000, 2)
+    """
+    return int(max(1, min(round(4 * math.sqrt(count)), count // 39)))
+
+
+def default_m(dim: int) -> int:
+    """Sub-quantisers of IVF-PQ: D/4 bytes per vector (1/16 of float32), a divisor of D, ≤ 256.
+
+    Example:
+        >>> default_m(512), default_m(2048), default_m(3072)
+        (128, 256, 256)
+    """
+    target = max(1, min(dim // 4, 256))
+    return max(m for m in range(1, target + 1) if dim % m == 0)
+
+
+def _unit_rows(block: np.ndarray) -> np.ndarray:
+    block = np.ascontiguousarray(block, dtype=np.float32)
+    norms = np.linalg.norm(block, axis=1, keepdims=True)
+    return block / np.maximum(norms, 1e-12)
+
+
+@dataclass
+class GalleryIndex:
+    """A FAISS index of gallery features with the labels of its rows.
+
+    Attributes:
+        index: the FAISS index (inner product over unit vectors).
+        pids, cams, times: [N] labels of each row; ``paths`` [N] or None.
+        kind: ``"flat"`` or ``"ivf-pq"``.
+        metadata: what the side file records (model, features file, nlist, m, ...).
+        path: the index file, when read from or written to one.
+
+    Example:
+        >>> index = GalleryIndex.load("gallery.faiss")  # doctest: +SKIP
+        >>> scores, rows = index.search(query_features, k=10)  # doctest: +SKIP
+    """
+
+    index: Any
+    pids: np.ndarray
+    cams: np.ndarray
+    times: np.ndarray
+    paths: np.ndarray | None
+    kind: str
+    metadata: dict[str, Any]
+    path: Path | None = None
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    @property
+    def nprobe(self) -> int | None:
+        """Cells an IVF query visits (None for a flat index)."""
+        ivf = self._ivf()
+        return None if ivf is None else int(ivf.nprobe)
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        ivf = self._ivf()
+        if ivf is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ReIDError(f"nprobe must be a positive integer, got {value!r}")
+        ivf.nprobe = int(min(value, ivf.nlist))
+
+    def _ivf(self) -> Any:
+        faiss = require_faiss()
+        try:
+            return faiss.extract_index_ivf(self.index)
+        except RuntimeError:
+            return None
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` rows of highest cosine similarity to each query (normalised here).
+
+        Returns:
+            ``scores`` float32 [Q, k] (best first) and ``rows`` int64 [Q, k]; when the index has
+            fewer than ``k`` rows (or an IVF query reaches fewer), missing entries have row −1.
+
+        Raises:
+            ReIDError: queries of another dimension, not finite, or a bad ``k``.
+        """
+        queries = np.asarray(queries)
+        if queries.ndim != 2 or not np.issubdtype(queries.dtype, np.number):
+            raise ReIDError(f"query features have shape {queries.shape}, expected numbers [n, D]")
+        if queries.shape[1] != self.dim:
+            raise ReIDError(
+                f"query features are {queries.shape[1]}-d but the index{self._named()} holds "
+                f"{self.dim}-d features; both must come from the same model"
+            )
+        if not np.isfinite(queries).all():
+            raise ReIDError("query features contain NaN or inf")
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ReIDError(f"k must be a positive integer, got {k!r}")
+        scores, rows = self.index.search(_unit_rows(queries), int(k))
+        return scores.astype(np.float32, copy=False), rows.astype(np.int64, copy=False)
+
+    def side(self, rows: np.ndarray) -> FeatureSide:
+        """The gallery rows ``rows`` as a :class:`FeatureSide`: features as the index stores them
+        (exact for ``flat``, the quantised reconstruction for ``ivf-pq``) and their labels."""
+        rows = np.asarray(rows, dtype=np.int64)
+        features = (
+            self.index.reconstruct_batch(rows)
+            if len(rows)
+            else np.zeros((0, self.dim), dtype=np.float32)
+        )
+        return FeatureSide(
+            features=np.asarray(features, dtype=np.float32),
+            pids=self.pids[rows],
+            cams=self.cams[rows],
+            times=self.times[rows],
+            paths=None if self.paths is None else self.paths[rows],
+        )
+
+    def _named(self) -> str:
+        return f" {self.path}" if self.path is not None else ""
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the index and its side file, each atomically (temporary file, then rename)."""
+        faiss = require_faiss()
+        path = Path(path)
+        if path.is_dir():
+            raise ReIDError(f"--out {path}: is a folder, expected the path of an index file")
+        with atomic_path(path) as tmp:
+            faiss.write_index(self.index, str(tmp))
+            meta = {
+                **self.metadata,
+                "format": FORMAT,
+                "kind": self.kind,
+                "dim": self.dim,
+                "count": len(self),
+                "index_fingerprint": fingerprint(tmp),
+            }
+            arrays: dict[str, np.ndarray] = {
+                "pids": self.pids.astype(np.int64),
+                "cams": self.cams.astype(np.int64),
+                "times": self.times.astype(np.float64),
+            }
+            if self.paths is not None:
+                arrays["paths"] = self.paths.astype(np.str_)
+            arrays.update({f"meta_{k}": np.asarray(v) for k, v in meta.items()})
+            save_npz(side_file(path), **arrays)
+        self.metadata = meta
+        self.path = path
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, *, nprobe: int | None = None, mmap: bool = False
+    ) -> GalleryIndex:
+        """Read an index and its side file, checking that they belong together.
+
+        Args:
+            path: the index file (``mtmct-reid index build --out``).
+            nprobe: cells an IVF query visits (default: what the build chose).
+            mmap: memory-map the index file instead of reading it (flat and IVF indexes).
+
+        Raises:
+            ReIDError: a missing or unreadable file, or a side file whose rows, dimension, kind or
+                fingerprint do not match the index.
+        """
+        faiss = require_faiss()
+        path = Path(path)
+        if not path.is_file():
+            raise ReIDError(f"{path}: index file not found")
+        side = side_file(path)
+        with open_npz(side, "index side file") as npz:
+            arrays = {k: npz_array(npz, k, side) for k in npz.files}
+        meta = {k[5:]: v.item() for k, v in arrays.items() if k.startswith("meta_") and v.ndim == 0}
+        if meta.get("format") != FORMAT:
+            raise ReIDError(
+                f"{side}: not an index side file of this version (format {meta.get('format')!r}, "
+                f"expected {FORMAT!r})"
+            )
+        for key in ("pids", "cams", "times"):
+            if key not in arrays:
+                raise ReIDError(f"{side}: missing array '{key}'")
+        if meta.get("index_fingerprint") != fingerprint(path):
+            raise ReIDError(
+                f"{side}: was written for another index file than {path} (fingerprints differ); "
+                "build the index again"
+            )
+        try:
+            flags = faiss.IO_FLAG_MMAP if mmap else 0
+            index = faiss.read_index(str(path), flags)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            raise ReIDError(
+                f"{path}: not a FAISS index ({first[-1] if first else 'unreadable'})"
+            ) from None
+        count = int(index.ntotal)
+        for key in ("pids", "cams", "times", "paths"):
+            if key in arrays and arrays[key].shape != (count,):
+                raise ReIDError(
+                    f"{side}: '{key}' has shape {arrays[key].shape}, the index holds {count} "
+                    "vectors; build the index again"
+                )
+        if int(meta.get("count", -1)) != count or int(meta.get("dim", -1)) != int(index.d):
+            raise ReIDError(
+                f"{side}: describes {meta.get('count')} × {meta.get('dim')}-d vectors, the index "
+                f"holds {count} × {index.d}-d; build the index again"
+            )
+        if meta.get("kind") not in KINDS:
+            raise ReIDError(f"{side}: unknown index kind {meta.get('kind')!r}")
+        result = cls(
+            index=index,
+            pids=arrays["pids"].astype(np.int64),
+            cams=arrays["cams"].astype(np.int64),
+            times=arrays["times"].astype(np.float64),
+            paths=arrays["paths"].astype(np.str_) if "paths" in arrays else None,
+            kind=str(meta["kind"]),
+            metadata=meta,
+            path=path,
+        )
+        if nprobe is not None:
+            result.nprobe = nprobe
+        return result
+
+
+def build_index(
+    features: np.ndarray,
+    pids: np.ndarray,
+    cams: np.ndarray,
+    times: np.ndarray | None = None,
+    paths: np.ndarray | None = None,
+    *,
+    kind: str = "flat",
+    nlist: int | None = None,
+    m: int | None = None,
+    nbits: int = 8,
+    nprobe: int | None = None,
+    train_size: int | None = None,
+    seed: int = 0,
+    threads: int | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> GalleryIndex:
+    """Build a gallery index from features [N, D] (any array that slices: numpy or a memory map).
+
+    Rows are L2-normalised and added ``ADD_CHUNK`` at a time, so a build from a memory-mapped file
+    holds one chunk of float32 beyond the index itself.
+
+    Args:
+        features: [N, D] gallery features.
+        pids, cams: [N] labels; ``times`` [N] (NaN when unknown) and ``paths`` [N] optional.
+        kind: ``"flat"`` (exact) or ``"ivf-pq"`` (approximate, compressed).
+        nlist: IVF cells (default :func:`default_nlist`).
+        m: bytes per vector of the product quantiser (default :func:`default_m`).
+        nbits: bits per sub-quantiser code (8).
+        nprobe: cells a query visits (default: max(1, nlist // 64)).
+        train_size: rows sampled to train IVF-PQ (default: min(N, max(64·nlist, 65536))).
+        seed: seed of the training sample and of k-means.
+        threads: FAISS threads (default: every usable core).
+        metadata: extra entries for the side file.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> index = build_index(rng.normal(size=(50, 8)), np.arange(50), np.ones(50, np.int64))
+        >>> len(index), index.dim, index.kind
+        (50, 8, 'flat')
+    """
+    faiss = require_faiss()
+    if kind not in KINDS:
+        raise ReIDError(f"--kind {kind}: expected one of {', '.join(KINDS)}")
+    shape = getattr(features, "shape", None)
+    if shape is None or len(shape) != 2 or shape[0] < 1 or shape[1] < 1:
+        raise ReIDError(f"gallery features have shape {shape}, expected [N, D] with N, D >= 1")
+    count, dim = int(shape[0]), int(shape[1])
+    pids = np.asarray(pids, dtype=np.int64)
+    cams = np.asarray(cams, dtype=np.int64)
+    times = np.full(count, np.nan) if times is None else np.asarray(times, dtype=np.float64)
+    for name, column in (("pids", pids), ("cams", cams), ("times", times), ("paths", paths)):
+        if column is not None and np.shape(column) != (count,):
+            raise ReIDError(f"gallery {name} have shape {np.shape(column)}, expected [{count}]")
+    faiss.omp_set_num_threads(int(threads or usable_cores()))
+    meta: dict[str, Any] = dict(metadata or {})
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    else:
+        nlist = default_nlist(count) if nlist is None else int(nlist)
+        m = default_m(dim) if m is None else int(m)
+        if nlist < 1 or nlist > count:
+            raise ReIDError(f"--nlist {nlist}: expected 1 to the number of vectors ({count})")
+        if m < 1 or dim % m:
+            raise ReIDError(f"--m {m}: must divide the feature dimension {dim}")
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = int(seed)
+        # 64 points per code word (16,384 per sub-quantiser, FAISS's default is 65,536): a quarter
+        # of the training time; benchmarks/bench_index.py measures the recall it gives.
+        index.pq.cp.max_points_per_centroid = 64
+        index.pq.cp.seed = int(seed)
+        train_count = min(count, train_size or max(64 * nlist, 65536))
+        if train_count < max(nlist, 2**nbits):
+            raise ReIDError(
+                f"{count} vectors cannot train {nlist} cells and {2**nbits} codes per "
+                "sub-quantiser; use --kind flat or a smaller --nlist"
+            )
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(count, size=train_count, replace=False))
+        log.info("training ivf-pq (nlist %d, m %d) on %d vectors", nlist, m, train_count)
+        index.train(_unit_rows(features[sample]))
+        # Rows are reconstructed for ranking; the direct map makes that possible for IVF.
+        index.set_direct_map_type(faiss.DirectMap.Array)
+        index.nprobe = int(nprobe or max(1, nlist // 64))
+        meta.update({"nlist": nlist, "m": m, "nbits": nbits, "train_size": train_count})
+    for start in range(0, count, ADD_CHUNK):
+        index.add(_unit_rows(features[start : start + ADD_CHUNK]))
+    return GalleryIndex(
+        index=index,
+        pids=pids,
+        cams=cams,
+        times=times,
+        paths=None if paths is None else np.asarray(paths, dtype=np.str_),
+        kind=kind,
+        metadata=meta,
+    )
+
+
+def search_index(
+    index: GalleryIndex,
+    query_features: np.ndarray,
+    query_cams: Sequence[int] | np.ndarray,
+    query_times: Sequence[float] | np.ndarray,
+    *,
+    st_model: TransitTimeModel | None = None,
+    fusion: FusionParams | None = None,
+    top_k: int = 10,
+    candidates: int = 1000,
+    query_pids: Sequence[int] | np.ndarray | None = None,
+    cross_camera: bool = False,
+) -> list[SearchResult]:
+    """Rank a large gallery: the ``candidates`` rows most similar in appearance come from the index,
+    and :func:`~mtmct_reid.retrieval.search.search_gallery` ranks them (transit-time fusion, protocol filters).
+
+    With a flat index the candidates and their visual scores are exact, so the result equals a
+    search of the whole gallery whenever the fused top ``top_k`` lie among the ``candidates``
+    visually closest rows (always when ``candidates`` ≥ the gallery size). With IVF-PQ the
+    candidates are approximate nearest neighbours and their visual scores those of the quantised
+    vectors.
+
+    Args:
+        index: the gallery index.
+        query_features: [n, D] query features.
+        query_cams, query_times: [n] the queries' cameras and times.
+        st_model: transit-time model; None ranks by appearance only.
+        fusion: logistic smoothing parameters (default: the st-ReID ones).
+        top_k: entries kept per query.
+        candidates: rows taken from the index per query before fusion.
+        query_pids: [n] the queries' ids when known (protocol filters, match marks).
+        cross_camera: leave out gallery images of the query's own camera.
+
+    Example:
+        >>> results = search_index(GalleryIndex.load("gallery.faiss"), q, [1], [41250.0],
+        ...                        st_model=st, top_k=5)  # doctest: +SKIP
+    """
+    from mtmct_reid.retrieval.search import search_gallery
+
+    if isinstance(candidates, bool) or not isinstance(candidates, int | np.integer):
+        raise ReIDError(f"candidates must be a positive integer, got {candidates!r}")
+    if candidates < 1:
+        raise ReIDError(f"candidates must be a positive integer, got {candidates!r}")
+    queries = np.asarray(query_features)
+    _, rows = index.search(queries, int(min(candidates, len(index))))
+    n = len(queries)
+    cams = np.broadcast_to(np.asarray(query_cams), (n,))
+    times = np.broadcast_to(np.asarray(query_times), (n,))
+    pids = None if query_pids is None else np.broadcast_to(np.asarray(query_pids), (n,))
+    options: dict[str, Any] = {"st_model": st_model, "top_k": top_k, "cross_camera": cross_camera}
+    if fusion is not None:
+        options["fusion"] = fusion
+    results = []
+    for query in range(n):
+        # Candidates in gallery order, so ties break as in a search of the whole gallery.
+        found = np.sort(rows[query][rows[query] >= 0])
+        (result,) = search_gallery(
+            queries[query : query + 1],
+            cams[query : query + 1],
+            times[query : query + 1],
+            index.side(found),
+            query_pids=None if pids is None else pids[query : query + 1],
+            **options,
+        )
+        results.append(
+            replace(result, query_index=query, gallery_indices=found[result.gallery_indices])
+        )
+    return results

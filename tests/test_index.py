@@ -1,0 +1,173 @@
+"""FAISS gallery indexes: exact flat top-k, search with fusion, side-file checks, bad input."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from mtmct_reid import cli
+from mtmct_reid.errors import ReIDError
+from mtmct_reid.featureset import FeatureSet, FeatureSide
+from mtmct_reid.retrieval.transit import TransitTimeModel
+from mtmct_reid.retrieval.search import search_gallery
+
+faiss = pytest.importorskip("faiss")
+
+from mtmct_reid.index import GalleryIndex, build_index, search_index, side_file  # noqa: E402
+
+
+def _brute_force_top_k(gallery: np.ndarray, queries: np.ndarray, k: int):
+    """From the definition: cosine similarity to every gallery row, sorted, first k."""
+    g = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    rows, scores = [], []
+    for query in q:
+        sims = [float(np.dot(query.astype(np.float64), row)) for row in g]
+        order = sorted(range(len(sims)), key=lambda i: -sims[i])[:k]
+        rows.append(order)
+        scores.append([sims[i] for i in order])
+    return np.array(rows), np.array(scores)
+
+
+def _clustered(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim))
+    return (centres[rng.integers(0, clusters, n)] + 0.3 * rng.normal(size=(n, dim))).astype(
+        np.float32
+    )
+
+
+def _features_file(path, n_query=6, n_gallery=300, dim=16, seed=0):
+    """A features file of people walking between 3 cameras (times in frames)."""
+    rng = np.random.default_rng(seed)
+    people = n_gallery // 3
+    looks = rng.normal(size=(people, dim))
+
+    def side(n, offset):
+        pids = rng.integers(1, people + 1, n)
+        cams = rng.integers(1, 4, n)
+        times = pids * 1000.0 + cams * 300.0 + rng.normal(0, 50, n) + offset
+        feats = looks[pids - 1] + 0.8 * rng.normal(size=(n, dim))
+        paths = np.array([f"img_{offset}_{i:04d}.jpg" for i in range(n)])
+        return FeatureSide(feats.astype(np.float32), pids, cams, times, paths)
+
+    fs = FeatureSet(query=side(n_query, 0), gallery=side(n_gallery, 7), metadata={"model": "x"})
+    fs.save(path)
+    return fs
+
+
+def test_flat_index_returns_the_brute_force_top_k(tmp_path, capsys):
+    fs = _features_file(tmp_path / "f.npz")
+    out = tmp_path / "idx" / "gallery.faiss"
+    assert cli.main(["index", "build", str(tmp_path / "f.npz"), "--out", str(out)]) == 0
+    assert "300 × 16-d, flat" in capsys.readouterr().out
+    index = GalleryIndex.load(out)
+    assert index.kind == "flat" and len(index) == 300
+    assert np.array_equal(index.paths, fs.gallery.paths) and np.array_equal(
+        index.pids, fs.gallery.pids
+    )
+    scores, rows = index.search(fs.query.features, k=10)
+    want_rows, want_scores = _brute_force_top_k(fs.gallery.features, fs.query.features, 10)
+    np.testing.assert_array_equal(rows, want_rows)
+    np.testing.assert_allclose(scores, want_scores, atol=1e-5)
+    # Stored vectors come back as they went in (unit rows): ranking them is exact too.
+    np.testing.assert_allclose(
+        index.side(rows[0]).features,
+        fs.gallery.features[rows[0]]
+        / np.linalg.norm(fs.gallery.features[rows[0]], axis=1)[:, None],
+        atol=1e-6,
+    )
+
+
+def test_search_with_an_index_and_fusion_equals_search_without_it(tmp_path):
+    fs = _features_file(tmp_path / "f.npz")
+    st = TransitTimeModel.fit(fs.gallery.pids, fs.gallery.cams, fs.gallery.times, bin_width=50)
+    index = build_index(fs.gallery.features, fs.gallery.pids, fs.gallery.cams, fs.gallery.times)
+    q = fs.query
+    for kwargs in ({"st_model": st}, {"st_model": st, "query_pids": q.pids}, {}):
+        plain = search_gallery(q.features, q.cams, q.times, fs.gallery, top_k=15, **kwargs)
+        indexed = search_index(
+            index, q.features, q.cams, q.times, top_k=15, candidates=300, **kwargs
+        )
+        for a, b in zip(plain, indexed, strict=True):
+            assert a.ranked_by == b.ranked_by and a.query_index == b.query_index
+            np.testing.assert_array_equal(a.gallery_indices, b.gallery_indices)
+            np.testing.assert_allclose(a.visual_scores, b.visual_scores, atol=1e-5)
+            np.testing.assert_allclose(a.joint_scores, b.joint_scores, atol=1e-5)
+            np.testing.assert_array_equal(a.times, b.times)
+    assert plain[0].ranked_by == "visual" and indexed[0].st_probabilities.size == 15
+
+
+def test_ivf_pq_finds_most_true_neighbours_in_a_fraction_of_the_memory(tmp_path):
+    x = _clustered(3000, 32, 40, seed=1)
+    queries = _clustered(50, 32, 40, seed=2)
+    # 4-bit codes keep the quantiser training fast: 16 bytes of codes per 128-byte vector.
+    index = build_index(
+        x, np.arange(3000), np.zeros(3000), kind="ivf-pq", nlist=40, m=32, nbits=4, threads=1
+    )
+    index.save(tmp_path / "g.faiss")
+    loaded = GalleryIndex.load(tmp_path / "g.faiss", nprobe=8)
+    assert loaded.kind == "ivf-pq" and loaded.nprobe == 8 and loaded.metadata["m"] == 32
+    _, rows = loaded.search(queries, 10)
+    truth, _ = _brute_force_top_k(x, queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, truth, strict=True)])
+    assert recall >= 0.8
+    assert (tmp_path / "g.faiss").stat().st_size < 0.5 * x.nbytes
+
+
+def test_bad_indexes_and_queries_are_one_line(tmp_path, capsys):
+    fs = _features_file(tmp_path / "f.npz")
+    out = tmp_path / "g.faiss"
+    assert cli.main(["index", "build", str(tmp_path / "f.npz"), "--out", str(out)]) == 0
+    _features_file(tmp_path / "other.npz", n_gallery=120, seed=3)
+    other = tmp_path / "o.faiss"
+    assert cli.main(["index", "build", str(tmp_path / "other.npz"), "--out", str(other)]) == 0
+    index = GalleryIndex.load(out)
+    with pytest.raises(ReIDError, match="are 8-d but the index .* holds 16-d"):
+        index.search(np.ones((1, 8)), 5)
+    # a side file whose arrays do not match the index's vectors
+    with np.load(side_file(out)) as npz:
+        arrays = dict(npz)
+    arrays["pids"] = arrays["pids"][:-1]
+    np.savez(side_file(tmp_path / "short.faiss"), **arrays)
+    (tmp_path / "short.faiss").write_bytes(out.read_bytes())
+    with pytest.raises(ReIDError, match="'pids' has shape \\(299,\\), the index holds 300"):
+        GalleryIndex.load(tmp_path / "short.faiss")
+    # a side file paired with another index
+    (tmp_path / "swap.faiss").write_bytes(other.read_bytes())
+    side_file(tmp_path / "swap.faiss").write_bytes(side_file(out).read_bytes())
+    with pytest.raises(ReIDError, match="another index file"):
+        GalleryIndex.load(tmp_path / "swap.faiss")
+    capsys.readouterr()
+    cases = [
+        (["--kind", "ivf-pq", "--m", "5"], "--m 5: must divide the feature dimension 16"),
+        (["--kind", "ivf-pq", "--nlist", "100000"], "--nlist 100000"),
+        (["--kind", "hnsw"], "invalid choice"),
+    ]
+    for extra, message in cases:
+        argv = ["index", "build", str(tmp_path / "f.npz"), "--out", str(tmp_path / "x.faiss")]
+        with pytest.raises(SystemExit) if extra[1] == "hnsw" else _no_raise():
+            assert cli.main([*argv, *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert not (tmp_path / "x.faiss").exists() and not side_file(tmp_path / "x.faiss").exists()
+    assert len(fs.gallery) == len(index)
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_missing_faiss_names_the_extra(tmp_path, capsys, monkeypatch):
+    _features_file(tmp_path / "f.npz")
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    argv = ["index", "build", str(tmp_path / "f.npz"), "--out", str(tmp_path / "g.faiss")]
+    assert cli.main(argv) == 2
+    assert "pip install 'mtmct-reid[index]'" in capsys.readouterr().err
+    assert not (tmp_path / "g.faiss").exists()
