@@ -36,8 +36,8 @@ from mtmct_reid.featureset import FeatureSide
 
 if TYPE_CHECKING:
     from mtmct_reid.retrieval.fusion import FusionParams
-    from mtmct_reid.retrieval.transit import TransitTimeModel
     from mtmct_reid.retrieval.search import SearchResult
+    from mtmct_reid.retrieval.transit import TransitTimeModel
 
 log = logging.getLogger(__name__)
 

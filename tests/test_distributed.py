@@ -38,7 +38,6 @@ def test_two_processes_write_the_file_one_process_writes(small_market, tmp_path)
     assert cli.main(["extract", str(ckpt), "--out", str(tmp_path / "one.npz"), *common]) == 0
     argv = [*common, "--out", str(tmp_path / "two.npz"), "--devices", "2", "--accelerator", "cpu"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("OMP_NUM_THREADS", None)
     # Its own session, so that the processes Lightning starts are killed with it whatever happens.
     proc = subprocess.Popen(
         [sys.executable, "-m", "mtmct_reid", "extract", str(ckpt), *argv],

@@ -10,8 +10,8 @@ import pytest
 from mtmct_reid import cli
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.featureset import FeatureSet, FeatureSide
-from mtmct_reid.retrieval.transit import TransitTimeModel
 from mtmct_reid.retrieval.search import search_gallery
+from mtmct_reid.retrieval.transit import TransitTimeModel
 
 faiss = pytest.importorskip("faiss")
 
