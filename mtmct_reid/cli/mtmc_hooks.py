@@ -19,7 +19,7 @@ def add_synth_video_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help=(
             "render the network as video: OUT/train and OUT/test MTMC roots (frames, gt, noisy det, "
-            "clock offsets) and OUT/ground_truth.json; --ids defaults to 40, --cameras to 4"
+            "clock offsets) and OUT/ground_truth.json; --ids defaults to 60, --cameras to 4"
         ),
     )
     group.add_argument(

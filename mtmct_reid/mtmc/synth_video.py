@@ -105,7 +105,7 @@ class VideoSynthConfig:
         3
     """
 
-    num_ids: int = 40
+    num_ids: int = 60
     num_cameras: int = 4
     seed: int = 0
     frame_size: tuple[int, int] = (144, 256)
