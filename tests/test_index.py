@@ -171,3 +171,29 @@ def test_missing_faiss_names_the_extra(tmp_path, capsys, monkeypatch):
     assert cli.main(argv) == 2
     assert "pip install 'mtmct-reid[index]'" in capsys.readouterr().err
     assert not (tmp_path / "g.faiss").exists()
+
+
+def test_search_cli_with_an_index_prints_the_ranking_of_the_whole_gallery(tmp_path, capsys):
+    fs = _features_file(tmp_path / "f.npz")
+    TransitTimeModel.fit(fs.gallery.pids, fs.gallery.cams, fs.gallery.times, bin_width=50).save(
+        tmp_path / "st.npz"
+    )
+    assert (
+        cli.main(["index", "build", str(tmp_path / "f.npz"), "--out", str(tmp_path / "g.faiss")])
+        == 0
+    )
+    query = ["search", "--features", str(tmp_path / "f.npz"), "--query-index", "0", "3"]
+    query += ["--st-model", str(tmp_path / "st.npz"), "--top-k", "8"]
+    capsys.readouterr()
+    assert cli.main(query) == 0
+    plain = capsys.readouterr().out.splitlines()
+    assert cli.main([*query, "--index", str(tmp_path / "g.faiss"), "--candidates", "300"]) == 0
+    indexed = capsys.readouterr().out.splitlines()
+    assert plain[0].startswith("gallery: 300 images") and "(flat index)" in indexed[0]
+    assert plain[1:] == indexed[1:] and "ranked by visual+st" in plain[3]
+    # a query of another dimension than the index's
+    _features_file(tmp_path / "small.npz", dim=8)
+    argv = ["search", "--features", str(tmp_path / "small.npz"), "--query-index", "0"]
+    assert cli.main([*argv, "--index", str(tmp_path / "g.faiss")]) == 2
+    err = capsys.readouterr().err
+    assert "gives 8-d features but the gallery" in err and err.count("\n") == 1

@@ -115,6 +115,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="gallery features cache file (default: ~/.cache/mtmct-reid/gallery-<key>.npz)",
     )
+    large = parser.add_argument_group("a large gallery: a FAISS index ('mtmct-reid index build')")
+    large.add_argument(
+        "--index",
+        type=Path,
+        default=None,
+        metavar="G.faiss",
+        help="search this gallery index instead of --gallery",
+    )
+    large.add_argument(
+        "--candidates",
+        type=arg_positive_int,
+        default=1000,
+        help="rows taken from the index by appearance before transit-time fusion (1000)",
+    )
+    large.add_argument(
+        "--nprobe", type=arg_positive_int, default=None, help="IVF cells a query visits"
+    )
     add_layout_arguments(parser)
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N"
@@ -222,9 +239,13 @@ def run_search(args: argparse.Namespace) -> int:
             raise ReIDError("--camera/--time go with --query images; --features has its own")
     elif args.query_index is not None:
         raise ReIDError("--query-index needs --features F.npz")
+    if args.index is not None and args.gallery is not None:
+        raise ReIDError("--index is the gallery; give --index or --gallery, not both")
     if args.query is not None:
-        if args.gallery is None:
-            raise ReIDError("--query images need --gallery DIR|FEATURES.npz to search in")
+        if args.gallery is None and args.index is None:
+            raise ReIDError(
+                "--query images need --gallery DIR|FEATURES.npz or --index to search in"
+            )
         if args.checkpoint is None:
             raise ReIDError("--query images need --checkpoint to compute their features")
         _check_query_images(args.query)
@@ -254,8 +275,13 @@ def run_search(args: argparse.Namespace) -> int:
     features = FeatureSet.load(args.features) if args.features is not None else None
 
     # Gallery.
-    source = None
-    if args.gallery is None:
+    source = index = None
+    if args.index is not None:
+        from mtmct_reid.index import GalleryIndex
+
+        index = GalleryIndex.load(args.index, nprobe=args.nprobe)
+        gallery, source = None, f"{args.index} ({index.kind} index)"
+    elif args.gallery is None:
         gallery, source = features.gallery, f"{args.features} (gallery)"
     elif gallery_is_file:
         gallery, _ = load_gallery_features(args.gallery)
@@ -315,11 +341,12 @@ def run_search(args: argparse.Namespace) -> int:
         query_features = extractor([str(p) for p in args.query])
         query_paths = [str(p) for p in args.query]
         query_names = query_paths
-    if query_features.shape[1] != gallery.features.shape[1]:
+    gallery_dim = index.dim if index is not None else gallery.features.shape[1]
+    if query_features.shape[1] != gallery_dim:
         what = f"{args.checkpoint}" if args.query is not None else f"{args.features}"
         raise ReIDError(
             f"{what} gives {query_features.shape[1]}-d features but the gallery {source} has "
-            f"{gallery.features.shape[1]}-d ones; they must come from the same model"
+            f"{gallery_dim}-d ones; they must come from the same model"
         )
 
     st_model = None
@@ -328,17 +355,17 @@ def run_search(args: argparse.Namespace) -> int:
         from mtmct_reid.retrieval.transit import TransitTimeModel
 
         st_model = TransitTimeModel.load(st_path)
-    results = search_gallery(
-        query_features,
-        query_cams,
-        query_times,
-        gallery,
-        st_model=st_model,
-        top_k=args.top_k,
-        query_pids=query_pids,
-        cross_camera=args.cross_camera,
-    )
-    print(f"gallery: {len(gallery)} images from {source}")
+    options = {"st_model": st_model, "top_k": args.top_k, "query_pids": query_pids}
+    options["cross_camera"] = args.cross_camera
+    if index is not None:
+        from mtmct_reid.index import search_index
+
+        results = search_index(
+            index, query_features, query_cams, query_times, candidates=args.candidates, **options
+        )
+    else:
+        results = search_gallery(query_features, query_cams, query_times, gallery, **options)
+    print(f"gallery: {len(index if index is not None else gallery)} images from {source}")
     if st_model is None:
         print("no transit-time model: ranked by visual similarity only")
     else:
