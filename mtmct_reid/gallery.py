@@ -4,9 +4,6 @@ and their features extracted once with a checkpoint and kept in a cache file.
 :func:`gallery_featureset_cached` keys the cache by the checkpoint's bytes and the image list, so the
 next search with the same model and images starts at once. Ranking is
 :func:`mtmct_reid.retrieval.search.search_gallery`'s job.
-
-Example:
-    >>> gallery = gallery_featureset_cached("last.ckpt", "Market-1501").side     # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -79,11 +76,6 @@ def read_gallery_records(
         gallery: dataset root, folder of images, or CSV manifest (its ``gallery`` rows).
         layout: dataset layout (see ``read_dataset``); None detects it.
         pattern: file-name regex for the ``regex`` layout.
-
-    Example:
-        >>> records = read_gallery_records("Market-1501")  # doctest: +SKIP
-        >>> len(records)                                   # doctest: +SKIP
-        19732
     """
     root = Path(gallery)
     if root.is_file() and (root.suffix.lower() == ".csv" or layout == "manifest"):
@@ -136,9 +128,6 @@ def load_gallery_features(path: str | os.PathLike) -> tuple[FeatureSide, dict[st
 
     Returns:
         ``(gallery, metadata)``.
-
-    Example:
-        >>> gallery, meta = load_gallery_features("features.npz")  # doctest: +SKIP
     """
     path = Path(path)
     with open_npz(path, "features file") as npz:
@@ -191,9 +180,6 @@ def gallery_cache_key(
 ) -> str:
     """The key a gallery's cached features are valid for: the checkpoint's bytes, every image's path,
     size and modification time, its id, camera and time, and the extraction options.
-
-    Example:
-        >>> key = gallery_cache_key("last.ckpt", records, image_size=(128, 64))  # doctest: +SKIP
     """
     digest = hashlib.sha256()
     digest.update(f"{CACHE_FORMAT}\n{file_digest(checkpoint)}\n".encode())
@@ -251,12 +237,6 @@ def gallery_featureset_cached(
 
     Returns:
         A :class:`GalleryFeatures` (``from_cache`` tells whether extraction was skipped).
-
-    Example:
-        >>> first = gallery_featureset_cached("last.ckpt", "Market-1501")   # doctest: +SKIP
-        >>> again = gallery_featureset_cached("last.ckpt", "Market-1501")   # doctest: +SKIP
-        >>> first.from_cache, again.from_cache                              # doctest: +SKIP
-        (False, True)
     """
     from mtmct_reid.features import FeatureExtractor
     from mtmct_reid.models.checkpoint import checkpoint_image_size, load_model_from_checkpoint

@@ -64,9 +64,6 @@ def save_figure(fig: Figure, out: str | os.PathLike) -> Path:
 
     Returns:
         the path written.
-
-    Example:
-        >>> save_figure(fig, "plots/transit.png")  # doctest: +SKIP
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -92,11 +89,6 @@ def figure_to_image_array(fig: Figure) -> np.ndarray:
 
     Returns:
         uint8 array [H, W, 3] with H, W the figure size in pixels.
-
-    Example:
-        >>> image = figure_to_image_array(plot_transit_grid(model))  # doctest: +SKIP
-        >>> image.shape, image.dtype                                  # doctest: +SKIP
-        ((900, 1200, 3), dtype('uint8'))
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -153,11 +145,6 @@ def plot_transit_grid(
 
     Returns:
         the figure, with exactly C×C axes.
-
-    Example:
-        >>> fig = plot_transit_grid(TransitTimeModel.load("st.npz"), out="st.png")  # doctest: +SKIP
-        >>> len(fig.axes)                                                           # doctest: +SKIP
-        36
     """
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -318,10 +305,6 @@ def search_result_row(result: SearchResult, query_path: Any) -> RankRow:
 
     Raises:
         ReIDError: the result has no gallery paths.
-
-    Example:
-        >>> rows = [search_result_row(r, q) for r, q in zip(results, query_paths)]  # doctest: +SKIP
-        >>> plot_rank_lists(rows, out="ranks.png", row_titles=[r.ranked_by for r in results])  # doctest: +SKIP
     """
     if result.paths is None:
         raise ReIDError("rank list: the gallery has no image paths, so it cannot be drawn")
@@ -387,12 +370,6 @@ def plot_rank_lists(
 
     Returns:
         the figure, with ``len(rows) × (1 + k)`` axes (k = longest rank list).
-
-    Example:
-        >>> fig = plot_rank_lists([                                            # doctest: +SKIP
-        ...     (q, top5_visual, match_visual, ("visual", captions_visual)),
-        ...     (q, top5_fused, match_fused, ("visual+st", captions_fused)),
-        ... ], out="ranks.png")
     """
     rows = list(rows)
     if not rows:
@@ -482,9 +459,5 @@ def plot_rank_list(
 
     Returns:
         the figure, with ``1 + len(ranked_paths)`` axes.
-
-    Example:
-        >>> fig = plot_rank_list("q.jpg", ["g1.jpg", "g2.jpg"], [True, False],  # doctest: +SKIP
-        ...                      titles=["c2 t120 0.91", "c3 t800 0.75"], out="rank.png")
     """
     return plot_rank_lists([(query_path, ranked_paths, is_match, (query_title, titles))], out=out)

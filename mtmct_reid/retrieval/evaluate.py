@@ -15,11 +15,6 @@ re-ranked modes.
 The transit-time probability is zero beyond the model's last bin, so the joint score looks the
 probability up only for the pairs whose time difference is within the model's range (a range of the
 time-sorted columns per row) and gives every other pair the joint score of probability zero.
-
-Example:
-    >>> from mtmct_reid.featureset import FeatureSet          # doctest: +SKIP
-    >>> report = evaluate_featureset(FeatureSet.load("features.npz"), rerank=True)  # doctest: +SKIP
-    >>> print(report.format_table())                          # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -452,10 +447,6 @@ def fused_scores(
 
     Returns:
         float32 joint scores of ``similarity``'s shape (``out`` when given).
-
-    Example:
-        >>> joint = fused_scores(visual, q_cams[:, None], q_times[:, None],   # doctest: +SKIP
-        ...                      g_cams[None], g_times[None], model)
     """
     probability = st_model.probability(cams_a, times_a, cams_b, times_b)
     return fuse(similarity, probability, fusion, out=out)
@@ -518,11 +509,6 @@ def evaluate_featureset(
     Raises:
         ReIDError: no query has a valid match, times missing or cameras unknown with ``st_model``,
             or bad parameters.
-
-    Example:
-        >>> report = evaluate_featureset(FeatureSet.load("features.npz"),     # doctest: +SKIP
-        ...                              st_model=TransitTimeModel.load("st.npz"), rerank=True)
-        >>> report.modes["visual+st+rerank"].R1                               # doctest: +SKIP
     """
     started = time.perf_counter()
     if (

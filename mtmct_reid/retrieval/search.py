@@ -54,10 +54,6 @@ class SearchResult:
         visual_scores: float32 [k] cosine similarities.
         st_probabilities: float32 [k] transit-time probabilities (NaN without a usable model).
         joint_scores: float32 [k] joint st-ReID scores (NaN without a usable model).
-
-    Example:
-        >>> result = search_gallery(q, [1], [100.0], gallery)[0]  # doctest: +SKIP
-        >>> result.scores[:3], result.matches[:3]                 # doctest: +SKIP
     """
 
     query_index: int

@@ -137,12 +137,6 @@ class TransitTimeModel:
         bin_width: time units (frames) per bin.
         sigma_bins: standard deviation of the smoothing Gaussian, in bins.
         truncate: the Gaussian is cut at ``truncate · sigma_bins`` bins.
-
-    Example:
-        >>> model = TransitTimeModel.fit(train.pids, train.cams, train.times)  # doctest: +SKIP
-        >>> p = model.probability(q_cams[:, None], q_times[:, None],           # doctest: +SKIP
-        ...                       g_cams[None, :], g_times[None, :])
-        >>> model.save("st.npz")                                               # doctest: +SKIP
     """
 
     camera_ids: np.ndarray
@@ -231,10 +225,6 @@ class TransitTimeModel:
         Raises:
             ReIDError: mismatched or non-numeric columns, a missing (NaN) time, fewer than two
                 cameras, no identity seen in two cameras, or a table too large for the bin width.
-
-        Example:
-            >>> train = records.split("train")                                    # doctest: +SKIP
-            >>> model = TransitTimeModel.fit(train.pids, train.cams, train.times)  # doctest: +SKIP
         """
         _check_parameters(bin_width, sigma_bins, truncate, "transit fit")
         pids_a = _column(pids, "pids", np.int64, None)
@@ -366,9 +356,6 @@ class TransitTimeModel:
 
         Raises:
             ReIDError: the split is empty, has no times, or comes from a single camera.
-
-        Example:
-            >>> model = TransitTimeModel.from_records(read_dataset("Market-1501"))  # doctest: +SKIP
         """
         part = records.split(split)
         if len(part) == 0:
@@ -428,10 +415,6 @@ class TransitTimeModel:
         Args:
             cams: camera ids, any shape.
             where: what the cameras are, for the error message (e.g. ``"features.npz query_cams"``).
-
-        Example:
-            >>> model.camera_index(np.array([1, 6]))  # doctest: +SKIP
-            array([0, 5])
         """
         cams = np.asarray(cams)
         if cams.size and not np.issubdtype(cams.dtype, np.integer):
@@ -450,11 +433,7 @@ class TransitTimeModel:
         return index
 
     def check_cameras(self, cams: np.ndarray, where: str = "cameras") -> None:
-        """Raise :class:`ReIDError` naming ``where`` unless every camera id is known to the model.
-
-        Example:
-            >>> model.check_cameras(features.query.cams, where="features.npz query_cams")  # doctest: +SKIP
-        """
+        """Raise :class:`ReIDError` naming ``where`` unless every camera id is known to the model."""
         self.camera_index(cams, where)
 
     def probability(
@@ -479,10 +458,6 @@ class TransitTimeModel:
 
         Raises:
             ReIDError: an unknown camera or a NaN time.
-
-        Example:
-            >>> p = model.probability(q_cams[:, None], q_times[:, None],  # doctest: +SKIP
-            ...                       g_cams[None, :], g_times[None, :])   # [Nq, Ng] float32
         """
         index_a = self.camera_index(cams_a, "cams_a")
         index_b = self.camera_index(cams_b, "cams_b")
@@ -542,10 +517,6 @@ class TransitTimeModel:
     def mean_transit(self) -> np.ndarray:
         """float64 [C, C]: mean time difference of each pair's smoothed distribution (bin centres),
         NaN for pairs without probability.
-
-        Example:
-            >>> model.mean_transit()[model.camera_index(2), model.camera_index(1)]  # doctest: +SKIP
-            5012.4
         """
         centres = (np.arange(self.num_bins) + 0.5) * self.bin_width
         mass = self.probabilities.sum(axis=2)
@@ -561,9 +532,6 @@ class TransitTimeModel:
 
         Args:
             path: destination file (its folder is created).
-
-        Example:
-            >>> model.save("st.npz")  # doctest: +SKIP
         """
         save_npz(
             path,
@@ -585,9 +553,6 @@ class TransitTimeModel:
 
         Args:
             path: a file written by :meth:`save` (or ``mtmct-reid st fit``).
-
-        Example:
-            >>> model = TransitTimeModel.load("st.npz")  # doctest: +SKIP
         """
         path = Path(path)
         with open_npz(path, "transit-time model file") as npz:

@@ -44,6 +44,17 @@ def expansion_pairs(index: np.ndarray, k1: int, block: int = 2048) -> tuple[np.n
 
     R(i): the k1-reciprocal neighbours of i. For each c in R(i), its round(k1/2)-reciprocal set R'(c)
     joins the expansion when more than 2/3 of R'(c) lies in R(i). Pairs are sorted by (row, column).
+
+    Args:
+        index: int64 [N, >= k1 + 1] each sample's nearest samples, nearest first (itself first).
+        k1: size of the reciprocal neighbourhood.
+        block: rows expanded at once.
+
+    Example:
+        >>> index = np.array([[0, 1, 2], [1, 0, 2], [2, 1, 0]])
+        >>> rows, cols = expansion_pairs(index, 1)
+        >>> rows.tolist(), cols.tolist()
+        ([0, 0, 1, 1, 2], [0, 1, 0, 1, 2])
     """
     n = len(index)
     forward = index[:, : k1 + 1]
@@ -74,7 +85,14 @@ def expansion_pairs(index: np.ndarray, k1: int, block: int = 2048) -> tuple[np.n
 def encoding(
     table: NeighbourTable, rows: np.ndarray, cols: np.ndarray, raw: np.ndarray
 ) -> sparse.csr_matrix:
-    """The sparse encoding V: Gaussian-kernel weights over each row's expansion set, summing to 1."""
+    """The sparse encoding V: Gaussian-kernel weights over each row's expansion set, summing to 1.
+
+    Args:
+        table: the neighbour table (its ``row_max`` normalises the distances).
+        rows: row of each non-zero (sorted).
+        cols: column of each non-zero.
+        raw: distance (before normalisation) of each (row, column) pair.
+    """
     n = table.num_total
     dist = raw / table.row_max[rows]
     weight = np.exp(-dist)
@@ -85,7 +103,17 @@ def encoding(
 
 
 def query_expansion(encoding: sparse.csr_matrix, nearest: np.ndarray) -> sparse.csr_matrix:
-    """Each row replaced by the mean of the rows of its ``k2`` nearest samples (itself included)."""
+    """Each row replaced by the mean of the rows of its ``k2`` nearest samples (itself included).
+
+    Args:
+        encoding: the sparse encoding V [N, N].
+        nearest: int64 [N, k2] each sample's nearest samples.
+
+    Example:
+        >>> v = sparse.csr_matrix(np.eye(2, dtype=np.float32))
+        >>> query_expansion(v, np.array([[0, 1], [1, 0]])).toarray().tolist()
+        [[0.5, 0.5], [0.5, 0.5]]
+    """
     n, k2 = nearest.shape
     averaging = sparse.csr_matrix(
         (np.ones(n * k2, dtype=np.float32), nearest.ravel(), np.arange(0, n * k2 + 1, k2)),
@@ -103,6 +131,12 @@ def blend_jaccard(
 
     For query q and gallery g the dense code sums min(V[q, f], V[g, f]) over the features f where both
     are non-zero; here the pairs come from V's rows (query side) and columns (gallery side).
+
+    Args:
+        table: the neighbour table whose ``query_dist`` is blended in place.
+        encoding: the (query-expanded) sparse encoding V [N, N].
+        lambda_value: weight of the original distance.
+        progress: show a progress bar.
     """
     num_query = table.num_query
     num_gallery = table.num_total - num_query
@@ -140,7 +174,18 @@ def blend_jaccard(
 def shared_minimum_sums(
     query_rows: sparse.csr_matrix, gallery_columns: sparse.csc_matrix, num_gallery: int
 ) -> np.ndarray:
-    """``out[q, g] = sum_f min(V[q, f], V[g, f])`` over features non-zero in both (float32 [b, Ng])."""
+    """``out[q, g] = sum_f min(V[q, f], V[g, f])`` over features non-zero in both (float32 [b, Ng]).
+
+    Args:
+        query_rows: CSR rows of V for a chunk of queries.
+        gallery_columns: CSC matrix of V's gallery rows (its columns are V's features).
+        num_gallery: number of gallery samples.
+
+    Example:
+        >>> v = sparse.csr_matrix(np.array([[0.5, 0.5], [0.25, 0.75]], np.float32))
+        >>> shared_minimum_sums(v[:1], v[1:].tocsc(), 1)
+        array([[0.75]], dtype=float32)
+    """
     num_rows = query_rows.shape[0]
     features = query_rows.indices
     starts = gallery_columns.indptr[features].astype(np.int64)
