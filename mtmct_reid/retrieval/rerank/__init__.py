@@ -96,6 +96,7 @@ def rerank(
     progress: bool = True,
     approximate_search: bool | None = None,
     query_rows: QueryRows | None = None,
+    tile_memory: int = MIRRORED_TILE_BYTES,
 ) -> list[np.ndarray]:
     """k-reciprocal re-ranking of the cosine similarities of unit vectors (and of the joint score).
 
@@ -114,6 +115,8 @@ def rerank(
             ``False`` forces float32 products throughout.
         query_rows: called with each block of query rows' exact scores against the gallery (visual,
             and joint or None), e.g. to rank the modes without re-ranking from the same product.
+        tile_memory: bytes the bfloat16 search may keep to compute each gallery x gallery tile once
+            (a quarter of that matrix); above it every gallery row is computed in full.
 
     Returns:
         The re-ranked distances [num_query, N - num_query] float32 (lower = better) of the visual
@@ -195,9 +198,7 @@ def rerank(
         # bfloat16 visual tiles, and float32 joint ones: a quarter of the gallery x gallery matrix each.
         tile_bytes = num_gallery * num_gallery // 4 * (2 + 4 * bool(joint))
         mirror = (
-            _MirroredTiles(num_query, num_total, chunk_size)
-            if tile_bytes <= MIRRORED_TILE_BYTES
-            else None
+            _MirroredTiles(num_query, num_total, chunk_size) if tile_bytes <= tile_memory else None
         )
 
         def visual_upper(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
