@@ -253,3 +253,17 @@ def test_bad_roots_name_what_is_wrong(tmp_path: Path) -> None:
     pytest.importorskip("av")
     with pytest.raises(ReIDError, match=r"video\.mp4: cannot be decoded"):
         list(root.iter_frames(2))
+
+
+def test_cli_bad_root_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    from mtmct_reid.cli import main
+
+    root = _root_with_gt(tmp_path, "1,1,0,0,5,5,1,1,1\n2,1,0,0,-3,5,1,1,1\n", frames=3)
+    assert main(["dataset", "info", str(root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "gt.txt: row 2: box size -3x5" in err[0]
+    (root / "1" / "gt" / "gt.txt").write_text("1,1,0,0,5,5,1,1,1\n")
+    (root / "3" / "img1" / "000002.png").unlink()
+    assert main(["dataset", "info", str(root)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "img1: frame 000002 is missing" in err[0]

@@ -38,7 +38,7 @@ def add_synth_video_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--small",
         action="store_true",
-        help="a network that renders in seconds (16 ids, 3 cameras, 60 s, 96x160, 8 fps)",
+        help="a network that renders in seconds (16 ids, 3 cameras, 90 s, 96x160, 8 fps)",
     )
     group.add_argument(
         "--mp4",

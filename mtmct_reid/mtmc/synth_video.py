@@ -130,13 +130,13 @@ class VideoSynthConfig:
 
     @classmethod
     def small(cls, **changes: Any) -> VideoSynthConfig:
-        """A network that renders in seconds: 16 people, 3 cameras, 60 s periods of 160×96 frames at 8 fps."""
+        """A network that renders in seconds: 16 people, 3 cameras, 90 s periods of 160×96 frames at 8 fps."""
         base = cls(
             num_ids=16,
             num_cameras=3,
             frame_size=(96, 160),
             fps=8.0,
-            duration=60.0,
+            duration=90.0,
             transit_mean_range=(7.0, 12.0),
             visits_range=(2, 2),
         )
@@ -327,9 +327,15 @@ def _walk_visits(
 
 
 def _separation(graph: CameraGraph, config: VideoSynthConfig) -> float:
-    """Seconds between look-alikes' walks: past the longest plausible transit of any link."""
+    """Seconds from one look-alike leaving the network to the next entering it: past the longest
+    plausible transit of any link (a transit runs centre to centre, longer than exit to entry)."""
     upper = max(link.quantile_upper(0.9995) for link in graph.links) / _MS
-    return upper + config.lookalike_margin + config.visit_seconds[1]
+    return upper + config.lookalike_margin
+
+
+def _group_span(members: list[Person], span: dict[int, float], sep: float) -> float:
+    """Seconds a look-alike group needs at the most (each gap up to 1.25 separations)."""
+    return sum(span[p.pid] for p in members) + 1.25 * sep * (len(members) - 1)
 
 
 def plan_visits(
@@ -353,6 +359,15 @@ def plan_visits(
         if person.pid not in in_group:
             start[person.pid] = float(rng.uniform(0, max(config.duration - span[person.pid], 0.0)))
     for members in groups:
+        # A group too long for the period walks fewer cameras: the longest walk loses its last
+        # visit until the group fits (never below two visits).
+        while _group_span(members, span, sep) > config.duration:
+            longest = max(members, key=lambda p: (len(walks[p.pid][0]) > 2, span[p.pid]))
+            cams, durations, centres = walks[longest.pid]
+            if len(cams) <= 2:
+                break
+            walks[longest.pid] = (cams[:-1], durations[:-1], centres[:-1])
+            span[longest.pid] = centres[-2] + durations[-2] / 2
         offsets = [0.0]
         for prev in members[:-1]:
             offsets.append(offsets[-1] + span[prev.pid] + sep + float(rng.uniform(0, sep / 4)))
