@@ -156,3 +156,35 @@ def test_crop_dataset_times_and_cameras_equal_the_ground_truth(tiny_video, tmp_p
     train = set(records.pids[records.splits == "train"].tolist())
     assert train.isdisjoint(records.pids[records.splits != "train"].tolist())
     assert main(["dataset", "crops", str(root.path), "--out", str(out)]) == 2  # exists: --force
+
+
+def test_mp4_cameras_give_the_same_boxes_and_decode(tiny_video, tmp_path: Path) -> None:
+    import dataclasses
+
+    pytest.importorskip("av")
+    net = generate_video_network(
+        tmp_path / "mp4", dataclasses.replace(TINY, video_file=True), progress=False
+    )
+    root = read_root(net.out / "train")
+    assert (root.path / "1" / "video.mp4").is_file() and not (root.path / "1" / "img1").exists()
+    assert root.read_boxes(GT).equals(tiny_video.gt["train"])
+    cam = root.cameras[0]
+    assert root.num_frames(cam.id) == read_root(tiny_video.out / "train").num_frames(cam.id)
+    batch = next(root.iter_crops(root.read_boxes(GT).camera(cam.id), batch_size=4, size=(32, 16)))
+    assert batch.images.shape == (4, 32, 16, 3)
+
+
+def test_output_folder_is_never_clobbered(tiny_video, tmp_path: Path) -> None:
+    from mtmct_reid.errors import ReIDError
+
+    with pytest.raises(ReIDError, match="holds a synthetic video network; pass --force"):
+        generate_video_network(tiny_video.out, TINY, progress=False)
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(ReIDError, match="not empty and not a synthetic video network"):
+        generate_video_network(tmp_path / "mine", TINY, progress=False)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    with pytest.raises(ReIDError, match="num_cameras = 12, expected 2..9"):
+        generate_video_network(tmp_path / "new", VideoSynthConfig(num_cameras=12), progress=False)
+    assert not (tmp_path / "new").exists()
