@@ -170,3 +170,14 @@ def test_track_eval_cli_reads_aicity_predictions(tmp_path: Path, capsys) -> None
     (tmp_path / "bad.txt").write_text("1 1 1 0 0 20 30 -1 -1\n5 1 1 0 0 20 30 -1 -1\n")
     assert main(["track-eval", str(tmp_path / "bad.txt"), str(root)]) == 2
     assert "bad.txt: row 2: camera_id 5 is not in cameras.csv" in capsys.readouterr().err
+
+
+def test_track_eval_local_ids_split_identities_across_cameras(tmp_path: Path) -> None:
+    root = _gt_root(tmp_path)
+    out = tmp_path / "s.json"
+    assert main(["track-eval", str(root), str(root), "--local-ids", "--json", str(out)]) == 0
+    scores = json.loads(out.read_text())
+    assert scores["cameras"]["1"]["IDF1"] == 1.0 and scores["cameras"]["2"]["IDF1"] == 1.0
+    # A in camera 2 is now another identity: IDTP = 4 (A in camera 1) + 2 (B) of 8 and 8 boxes.
+    assert scores["network"]["IDF1"] == pytest.approx(2 * 6 / 16)
+    assert scores["network"]["MCTA_parts"]["handover_mismatches"] == 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mtmct_reid.validation import arg_float
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -36,7 +38,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="which files of a GT root: gt (default), or a tracks NAME",
     )
     parser.add_argument(
-        "--iou", type=float, default=0.5, metavar="T", help="IoU of a match, in (0, 1] (0.5)"
+        "--iou",
+        type=arg_float(0, 1, low_open=True),
+        default=0.5,
+        metavar="T",
+        help="IoU of a match, in (0, 1] (0.5)",
+    )
+    parser.add_argument(
+        "--local-ids",
+        action="store_true",
+        help=(
+            "PRED's ids are per camera (a single-camera tracker's): the same number in two "
+            "cameras is two identities"
+        ),
     )
     parser.add_argument(
         "--json", type=Path, default=None, metavar="OUT", help="write the scores as JSON"
@@ -45,15 +59,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_track_eval(args: argparse.Namespace) -> int:
-    import math
-
     from mtmct_reid._io import write_json
     from mtmct_reid.errors import ReIDError
     from mtmct_reid.mtmc.metrics import evaluate_tracks
     from mtmct_reid.mtmc.root import DET, GT, is_root, read_aicity, read_root
 
-    if not (math.isfinite(args.iou) and 0 < args.iou <= 1):
-        raise ReIDError(f"--iou {args.iou}: expected a number in (0, 1]")
     gt_root = None
     if is_root(args.gt):
         gt_root = read_root(args.gt)
@@ -81,6 +91,10 @@ def run_track_eval(args: argparse.Namespace) -> int:
         pred = read_aicity(args.pred, cameras)
     else:
         raise ReIDError(f"{args.pred}: neither an MTMC root (no cameras.csv) nor an AI City file")
+    if args.local_ids:
+        if len(pred) and int(abs(pred.ids).max()) >= 10**9:
+            raise ReIDError(f"{args.pred}: --local-ids needs ids below 10**9")
+        pred = pred.replace(ids=pred.cams * 10**9 + pred.ids)
     if gt_root is not None:
         gt_root.times(pred)  # a predicted camera the ground truth's network lacks: one line, exit 2
 
