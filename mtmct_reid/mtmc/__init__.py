@@ -1,2 +1,12 @@
-"""Multi-camera tracking: the MTMC root (cameras, frames or video, MOTChallenge and AI City boxes),
-single-camera tracking, synthetic camera networks as video, and the MTMC metrics."""
+"""Multi-camera tracking.
+
+* :mod:`~mtmct_reid.mtmc.root` — the MTMC root (``cameras.csv``, ``img1/`` frames or a video,
+  MOTChallenge ``gt``/``det``/``tracks`` files, AI City files) as columnar :class:`Boxes`, common-clock
+  times, a frame reader and a batched crop reader;
+* :mod:`~mtmct_reid.mtmc.metrics` — per-camera and network IDF1/IDP/IDR, MOTA, HOTA and MCTA
+  (``track-eval``; :func:`~mtmct_reid.mtmc.metrics.evaluate_tracks`);
+* :mod:`~mtmct_reid.mtmc.sct` — ByteTrack per camera (``track-sct``;
+  :func:`~mtmct_reid.mtmc.sct.track_camera`, :func:`~mtmct_reid.mtmc.sct.track_root`);
+* :mod:`~mtmct_reid.mtmc.synth_video` — the synthetic network as video (``synth --video``);
+* :mod:`~mtmct_reid.mtmc.summary` — ``dataset info ROOT``, preview frames, ``dataset crops``.
+"""
