@@ -259,18 +259,25 @@ def finite_float_array(
     if array.dtype.kind not in "iuf":
         raise ReIDError(f"{name} has dtype {array.dtype}, expected real numbers")
     limit = float(np.finfo(dtype).max) if bound is None else bound
+    rows = array.reshape(len(array), -1) if array.ndim > 1 else array.reshape(-1, 1)
+    bad_rows = np.zeros(len(rows), dtype=bool)
+    # Row blocks: temporaries of a few MB instead of copies as large as the array (a features file).
+    block = max(1, (1 << 21) // max(rows.shape[1], 1))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         with np.errstate(all="ignore"):
-            magnitude = np.abs(array)
-            bad = ~(np.isfinite(array) & (magnitude <= limit))
-    if bad.any():
-        flat = bad.reshape(len(bad), -1).any(axis=1) if bad.ndim > 1 else bad
-        row = int(np.flatnonzero(flat)[0])
-        value = array[row].reshape(-1)[np.flatnonzero(bad[row].reshape(-1))[0]]
+            for start in range(0, len(rows), block):
+                part = rows[start : start + block]
+                ok = np.isfinite(part) & (np.abs(part) <= limit)
+                bad_rows[start : start + block] = ~ok.all(axis=1)
+    if bad_rows.any():
+        row = int(np.flatnonzero(bad_rows)[0])
+        values = rows[row]
+        with np.errstate(all="ignore"):
+            first = np.flatnonzero(~(np.isfinite(values) & (np.abs(values) <= limit)))[0]
         raise ReIDError(
-            f"{name} has NaN, inf or values beyond ±{limit:.8g} in {int(flat.sum())} row(s), "
-            f"first at row {row} ({value.item()!r})"
+            f"{name} has NaN, inf or values beyond ±{limit:.8g} in {int(bad_rows.sum())} row(s), "
+            f"first at row {row} ({values[first].item()!r})"
         )
     return array.astype(dtype, copy=False)
 

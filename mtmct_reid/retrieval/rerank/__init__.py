@@ -193,7 +193,7 @@ def rerank(
         features_bf16 = features_t.to(torch.bfloat16)
         error_bound = bf16_error_bounds(features, features_bf16)
         approx_buffer = torch.empty((rows_wide, num_total), dtype=torch.bfloat16)
-        widened_buffer = torch.empty((rows_wide, num_total), dtype=torch.float32)
+        widened_buffer = torch.empty((rows_wide if joint else 0, num_total), dtype=torch.float32)
         num_gallery = num_total - num_query
         # bfloat16 visual tiles, and float32 joint ones: a quarter of the gallery x gallery matrix each.
         tile_bytes = num_gallery * num_gallery // 4 * (2 + 4 * bool(joint))
