@@ -50,7 +50,7 @@ class RankBatches(Sampler[list[int]]):
 
     Example:
         >>> list(RankBatches(7, batch_size=2, rank=1, world_size=2))
-        [[2, 3]]
+        [[2, 3], [6]]
     """
 
     def __init__(self, length: int, batch_size: int, rank: int, world_size: int) -> None:

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KINDS = ("flat", "ivf-pq")
+#: Rows an IVF-PQ search with exact vectors re-scores (at least k).
+RESCORE = 100
 #: Version of the side file's layout.
 FORMAT = "mtmct-reid-index-1"
 #: Rows normalised and added to the index at a time (bounds the memory of a build).
@@ -69,6 +71,27 @@ def side_file(index_path: str | os.PathLike) -> Path:
     """
     path = Path(index_path)
     return path.with_name(path.name + ".npz")
+
+
+def vectors_file(index_path: str | os.PathLike) -> Path:
+    """Where an IVF-PQ index keeps its exact vectors for re-scoring: ``OUT.vectors.npy``.
+
+    Example:
+        >>> vectors_file("gallery.faiss").name
+        'gallery.faiss.vectors.npy'
+    """
+    path = Path(index_path)
+    return path.with_name(path.name + ".vectors.npy")
+
+
+def _write_unit_vectors(path: Path, source: np.ndarray) -> None:
+    # Chunk by chunk into a memory map, so a gallery of millions is never all in memory.
+    with atomic_path(path, suffix=".npy") as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=source.shape)
+        for start in range(0, len(source), ADD_CHUNK):
+            out[start : start + ADD_CHUNK] = _unit_rows(source[start : start + ADD_CHUNK])
+        out.flush()
+        del out
 
 
 def fingerprint(path: str | os.PathLike) -> str:
@@ -128,6 +151,9 @@ class GalleryIndex:
         kind: ``"flat"`` or ``"ivf-pq"``.
         metadata: what the side file records (model, features file, nlist, m, ...).
         path: the index file, when read from or written to one.
+        vectors: [N, D] exact gallery vectors (a memory map of ``OUT.vectors.npy`` after loading),
+            or None. With them an IVF-PQ search re-scores its top ``rescore`` rows exactly.
+        rescore: rows an IVF-PQ search takes from the index before exact re-scoring.
 
     Example:
         >>> index = GalleryIndex.load("gallery.faiss")  # doctest: +SKIP
@@ -142,6 +168,8 @@ class GalleryIndex:
     kind: str
     metadata: dict[str, Any]
     path: Path | None = None
+    vectors: np.ndarray | None = None
+    rescore: int = RESCORE
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -194,18 +222,32 @@ class GalleryIndex:
             raise ReIDError("query features contain NaN or inf")
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise ReIDError(f"k must be a positive integer, got {k!r}")
-        scores, rows = self.index.search(_unit_rows(queries), int(k))
-        return scores.astype(np.float32, copy=False), rows.astype(np.int64, copy=False)
+        unit = _unit_rows(queries)
+        if self.vectors is None or self.kind == "flat":
+            scores, rows = self.index.search(unit, int(k))
+            return scores.astype(np.float32, copy=False), rows.astype(np.int64, copy=False)
+        # Approximate candidates, exact scores: a few hundred rows read from the vectors file.
+        _, found = self.index.search(unit, int(max(k, self.rescore)))
+        scores = np.full((len(unit), int(k)), -np.inf, dtype=np.float32)
+        rows = np.full((len(unit), int(k)), -1, dtype=np.int64)
+        for q, candidates in enumerate(found):
+            candidates = np.unique(candidates[candidates >= 0])
+            exact = _unit_rows(self.vectors[candidates]) @ unit[q]
+            order = np.argsort(-exact, kind="stable")[: int(k)]
+            scores[q, : len(order)] = exact[order]
+            rows[q, : len(order)] = candidates[order]
+        return scores, rows
 
     def side(self, rows: np.ndarray) -> FeatureSide:
-        """The gallery rows ``rows`` as a :class:`FeatureSide`: features as the index stores them
-        (exact for ``flat``, the quantised reconstruction for ``ivf-pq``) and their labels."""
+        """The gallery rows ``rows`` as a :class:`FeatureSide`: exact unit features (``flat``, or
+        ``ivf-pq`` with its vectors file), else the quantised reconstruction; and their labels."""
         rows = np.asarray(rows, dtype=np.int64)
-        features = (
-            self.index.reconstruct_batch(rows)
-            if len(rows)
-            else np.zeros((0, self.dim), dtype=np.float32)
-        )
+        if not len(rows):
+            features = np.zeros((0, self.dim), dtype=np.float32)
+        elif self.vectors is not None:
+            features = _unit_rows(self.vectors[rows])
+        else:
+            features = self.index.reconstruct_batch(rows)
         return FeatureSide(
             features=np.asarray(features, dtype=np.float32),
             pids=self.pids[rows],
@@ -240,10 +282,15 @@ class GalleryIndex:
             }
             if self.paths is not None:
                 arrays["paths"] = self.paths.astype(np.str_)
+            if self.vectors is not None and self.kind != "flat":
+                meta["vectors_file"] = vectors_file(path).name
+                _write_unit_vectors(vectors_file(path), self.vectors)
             arrays.update({f"meta_{k}": np.asarray(v) for k, v in meta.items()})
             save_npz(side_file(path), **arrays)
         self.metadata = meta
         self.path = path
+        if "vectors_file" in meta:
+            self.vectors = np.load(vectors_file(path), mmap_mode="r")
 
     @classmethod
     def load(
@@ -313,6 +360,17 @@ class GalleryIndex:
             metadata=meta,
             path=path,
         )
+        if meta.get("vectors_file"):
+            vectors = vectors_file(path)
+            try:
+                result.vectors = np.load(vectors, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise ReIDError(f"{vectors}: unreadable vectors file ({exc})") from None
+            if result.vectors.shape != (count, int(index.d)):
+                raise ReIDError(
+                    f"{vectors}: holds {result.vectors.shape} vectors, the index "
+                    f"[{count}, {index.d}]; build the index again"
+                )
         if nprobe is not None:
             result.nprobe = nprobe
         return result
@@ -333,6 +391,7 @@ def build_index(
     train_size: int | None = None,
     seed: int = 0,
     threads: int | None = None,
+    keep_vectors: bool = False,
     metadata: Mapping[str, Any] | None = None,
 ) -> GalleryIndex:
     """Build a gallery index from features [N, D] (any array that slices: numpy or a memory map).
@@ -351,6 +410,9 @@ def build_index(
         train_size: rows sampled to train IVF-PQ (default: min(N, max(64·nlist, 65536))).
         seed: seed of the training sample and of k-means.
         threads: FAISS threads (default: every usable core).
+        keep_vectors: ``ivf-pq`` only: keep the exact vectors (``save`` writes them to
+            ``OUT.vectors.npy``, read back as a memory map), so that a search re-scores its top
+            candidates exactly; 4·D bytes per image on disk, only the rows read in memory.
         metadata: extra entries for the side file.
 
     Example:
@@ -414,6 +476,7 @@ def build_index(
         paths=None if paths is None else np.asarray(paths, dtype=np.str_),
         kind=kind,
         metadata=meta,
+        vectors=features if keep_vectors and kind != "flat" else None,
     )
 
 

@@ -15,7 +15,13 @@ from mtmct_reid.retrieval.transit import TransitTimeModel
 
 faiss = pytest.importorskip("faiss")
 
-from mtmct_reid.index import GalleryIndex, build_index, search_index, side_file  # noqa: E402
+from mtmct_reid.index import (  # noqa: E402
+    GalleryIndex,
+    build_index,
+    search_index,
+    side_file,
+    vectors_file,
+)
 
 
 def _brute_force_top_k(gallery: np.ndarray, queries: np.ndarray, k: int):
@@ -115,6 +121,25 @@ def test_ivf_pq_finds_most_true_neighbours_in_a_fraction_of_the_memory(tmp_path)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, truth, strict=True)])
     assert recall >= 0.8
     assert (tmp_path / "g.faiss").stat().st_size < 0.5 * x.nbytes
+    assert loaded.vectors is None and not vectors_file(tmp_path / "g.faiss").exists()
+
+    # With the exact vectors kept on disk, the top candidates are re-scored exactly.
+    index.vectors = x
+    index.save(tmp_path / "v.faiss")
+    kept = GalleryIndex.load(tmp_path / "v.faiss", nprobe=8)
+    assert isinstance(kept.vectors, np.memmap) and kept.vectors.shape == x.shape
+    scores, rows = kept.search(queries, 10)
+    truth, truth_scores = _brute_force_top_k(x, queries, 10)
+    rescored = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, truth, strict=True)])
+    assert rescored >= max(recall, 0.95)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    np.testing.assert_allclose(scores, np.einsum("qkd,qd->qk", unit[rows], q), atol=1e-5)
+    np.testing.assert_allclose(kept.side(rows[0]).features, unit[rows[0]], atol=1e-6)
+    # a vectors file of another shape is refused
+    np.save(vectors_file(tmp_path / "v.faiss"), unit[:10])
+    with pytest.raises(ReIDError, match="v.faiss.vectors.npy: holds \\(10, 32\\) vectors"):
+        GalleryIndex.load(tmp_path / "v.faiss")
 
 
 def test_bad_indexes_and_queries_are_one_line(tmp_path, capsys):

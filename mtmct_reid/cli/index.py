@@ -48,6 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="cells a query visits (default nlist/64); search --nprobe overrides it",
     )
     build.add_argument(
+        "--keep-vectors",
+        action="store_true",
+        help="ivf-pq: also write OUT.vectors.npy (float32, memory-mapped when searching) so the "
+        "top candidates are re-scored exactly",
+    )
+    build.add_argument(
         "--threads", type=arg_int(minimum=1), default=None, help="FAISS threads (all cores)"
     )
     build.set_defaults(func=run_build)
@@ -80,6 +86,7 @@ def run_build(args: argparse.Namespace) -> int:
         m=args.m,
         nprobe=args.nprobe,
         threads=args.threads,
+        keep_vectors=args.keep_vectors,
         metadata={
             "features_file": str(args.features),
             **{f"features_{k}": v for k, v in features.metadata.items()},
