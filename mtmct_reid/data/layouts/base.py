@@ -21,6 +21,7 @@ from mtmct_reid.data.records import Records
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.validation import as_int
 
+# Every layout logs under the readers' name, the one logging configurations already filter on.
 log = logging.getLogger("mtmct_reid.data.readers")
 
 #: File extensions read as images (compared lower-case); anything else is skipped with a warning.
