@@ -414,3 +414,17 @@ def test_cli_rejects_unreadable_inputs_and_bad_options(data, tmp_path, capsys):
         gallery_cams=np.zeros(220, np.int64),
     )
     assert "ANOTHER camera" in run_failing(["evaluate", str(flat)], capsys)
+
+
+def test_stacked_features_are_normalised_in_place_with_the_same_figures(data):
+    from mtmct_reid.retrieval.evaluate import stacked_featureset
+
+    plain = evaluate_featureset(featureset(data), rerank=True, progress=False)
+    stacked = stacked_featureset(featureset(data))
+    assert np.shares_memory(FeatureSetScorer(stacked).embeddings, stacked.gallery.features)
+    assert not np.shares_memory(
+        FeatureSetScorer(featureset(data)).embeddings, data["query_features"]
+    )
+    report = evaluate_featureset(stacked, rerank=True, progress=False)
+    for mode in ("visual", "visual+rerank"):
+        assert_same_result(report.modes[mode], plain.modes[mode])

@@ -73,7 +73,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from mtmct_reid._io import write_json
     from mtmct_reid.errors import ReIDError
     from mtmct_reid.featureset import FeatureSet
-    from mtmct_reid.retrieval.evaluate import evaluate_featureset
+    from mtmct_reid.retrieval.evaluate import evaluate_featureset, stacked_featureset
     from mtmct_reid.retrieval.fusion import FusionParams
 
     if args.chunk_size < 1:
@@ -85,7 +85,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     if args.st_model is not None and not args.st_model.is_file():
         raise ReIDError(f"--st-model {args.st_model}: transit-time model file not found")
-    features = FeatureSet.load(args.features)
+    # One array for the query and gallery rows: evaluation normalises it in place, no second copy.
+    features = stacked_featureset(FeatureSet.load(args.features))
     st_model = None
     if args.st_model is not None:
         from mtmct_reid.retrieval.transit import TransitTimeModel

@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -188,10 +188,13 @@ class FeatureSetScorer:
         self.num_total = self.num_query + self.num_gallery
         self.st_model = st_model
         self.fusion = fusion
-        self.embeddings = normalise_rows(
-            np.concatenate([features.query.features, features.gallery.features], dtype=np.float32),
-            in_place=True,
-        )
+        stacked = _stacked_rows(features)
+        if stacked is None:
+            stacked = np.concatenate(
+                [features.query.features, features.gallery.features], dtype=np.float32
+            )
+        # In place: features from :func:`stacked_featureset` are not copied a second time.
+        self.embeddings = normalise_rows(stacked, in_place=True)
         self.cams = np.concatenate([features.query.cams, features.gallery.cams])
         self.times = np.concatenate([features.query.times, features.gallery.times])
         self._threads = min(usable_cores(), 8)
@@ -417,6 +420,56 @@ class FeatureSetScorer:
         if not chosen:
             raise ReIDError("ask for visual scores, joint scores, or both")
         return chosen[0] if len(chosen) == 1 else tuple(chosen)
+
+
+def stacked_featureset(features: FeatureSet) -> FeatureSet:
+    """The same features, the query and gallery rows views of one float32 array.
+
+    :class:`FeatureSetScorer` (so the evaluation) then normalises that array in place instead of
+    copying every feature once more, which is what ``mtmct-reid evaluate`` does with the file it read.
+    The features of the returned set are therefore changed (L2-normalised) by an evaluation.
+
+    Args:
+        features: query and gallery features.
+
+    Example:
+        >>> from mtmct_reid.featureset import FeatureSide
+        >>> side = FeatureSide(np.ones((2, 3), np.float32), np.arange(2), np.ones(2), np.zeros(2))
+        >>> stacked = stacked_featureset(FeatureSet(side, side))
+        >>> stacked.query.features.base is stacked.gallery.features.base
+        True
+    """
+    rows = np.concatenate([features.query.features, features.gallery.features], dtype=np.float32)
+    split = len(features.query.features)
+    return FeatureSet(
+        replace(features.query, features=rows[:split]),
+        replace(features.gallery, features=rows[split:]),
+        metadata=features.metadata,
+    )
+
+
+def _stacked_rows(features: FeatureSet) -> np.ndarray | None:
+    """The one writable float32 array whose rows are the query then the gallery features, if so."""
+    query, gallery = features.query.features, features.gallery.features
+    base = query.base
+    if not (
+        isinstance(base, np.ndarray)
+        and gallery.base is base
+        and base.dtype == np.float32
+        and base.ndim == 2
+        and base.flags.c_contiguous
+        and base.flags.writeable
+        and base.shape == (len(query) + len(gallery), query.shape[1])
+    ):
+        return None
+    start = base.__array_interface__["data"][0]
+    row_bytes = base.strides[0]
+    if (
+        query.__array_interface__["data"][0] == start
+        and gallery.__array_interface__["data"][0] == start + len(query) * row_bytes
+    ):
+        return base
+    return None
 
 
 def fused_scores(
