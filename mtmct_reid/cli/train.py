@@ -373,7 +373,7 @@ def _version_of(checkpoint: Path) -> tuple[Path, int] | None:
 
 def _saved_config(checkpoint: Path) -> dict[str, Any]:
     """The configuration a checkpoint was trained with: its run's config.yaml, else its hparams."""
-    from mtmct_reid.training import checkpoint_hparams
+    from mtmct_reid.models.checkpoint import checkpoint_hparams
 
     stored = checkpoint_hparams(checkpoint)
     saved = checkpoint.resolve().parent.parent / CONFIG_FILE
@@ -500,7 +500,7 @@ def _build(config: dict[str, Any], resuming: bool) -> tuple[Any, Any]:
     datamodule.setup("fit")
     num_classes = datamodule.num_classes
     if resuming:
-        from mtmct_reid.training import checkpoint_hparams
+        from mtmct_reid.models.checkpoint import checkpoint_hparams
 
         stored = checkpoint_hparams(config["ckpt_path"])["model"].get("num_classes")
         if stored is not None and int(stored) != num_classes:
@@ -522,7 +522,7 @@ def _trainer(config: dict[str, Any]) -> tuple[Any, Any]:
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from mtmct_reid.training import SaveConfig
+    from mtmct_reid.training.module import SaveConfig
 
     options = dict(config["trainer"])
     root = Path(options.get("default_root_dir") or ".")

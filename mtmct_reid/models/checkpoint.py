@@ -55,6 +55,28 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     raise ReIDError(f"{path}: {torch_load_failure(errors, 'checkpoint')}") from None
 
 
+def checkpoint_hparams(path: str | os.PathLike) -> dict[str, Any]:
+    """The module and datamodule hyper-parameters stored in a training checkpoint (no pickle).
+
+    Returns:
+        ``{"model": {...}, "data": {...}, "epoch": int, "global_step": int}``.
+
+    Example:
+        >>> checkpoint_hparams("lightning_logs/version_0/checkpoints/last.ckpt")["model"]["model"]  # doctest: +SKIP
+        'pcb'
+    """
+    path = Path(path)
+    checkpoint = read_checkpoint(path)
+    if not isinstance(checkpoint, Mapping) or "hyper_parameters" not in checkpoint:
+        raise ReIDError(f"{path}: not a training checkpoint written by 'mtmct-reid train'")
+    return {
+        "model": dict(checkpoint.get("hyper_parameters") or {}),
+        "data": dict(checkpoint.get("datamodule_hyper_parameters") or {}),
+        "epoch": int(checkpoint.get("epoch", 0)),
+        "global_step": int(checkpoint.get("global_step", 0)),
+    }
+
+
 def load_model_from_checkpoint(path: str | os.PathLike) -> tuple[ReIDModel, dict[str, Any]]:
     """Load a trained :class:`ReIDModel` from a Lightning checkpoint, on the CPU, in eval mode.
 

@@ -695,30 +695,6 @@ class ReIDLightningModule(L.LightningModule):
             log.info("test results: %s, %s", log_dir / TEST_JSON, log_dir / TEST_FEATURES)
 
 
-def checkpoint_hparams(path: str | Path) -> dict[str, Any]:
-    """The module and datamodule hyper-parameters stored in a training checkpoint (no pickle).
-
-    Returns:
-        ``{"model": {...}, "data": {...}, "epoch": int, "global_step": int}``.
-
-    Example:
-        >>> checkpoint_hparams("lightning_logs/version_0/checkpoints/last.ckpt")["model"]["model"]  # doctest: +SKIP
-        'pcb'
-    """
-    from mtmct_reid.models.checkpoint import read_checkpoint
-
-    path = Path(path)
-    checkpoint = read_checkpoint(path)
-    if not isinstance(checkpoint, dict) or "hyper_parameters" not in checkpoint:
-        raise ReIDError(f"{path}: not a training checkpoint written by 'mtmct-reid train'")
-    return {
-        "model": dict(checkpoint.get("hyper_parameters") or {}),
-        "data": dict(checkpoint.get("datamodule_hyper_parameters") or {}),
-        "epoch": int(checkpoint.get("epoch", 0)),
-        "global_step": int(checkpoint.get("global_step", 0)),
-    }
-
-
 class SaveConfig(L.Callback):
     """Write the resolved training configuration as ``config.yaml`` into the run's log folder.
 
