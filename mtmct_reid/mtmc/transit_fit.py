@@ -1,0 +1,380 @@
+"""Transit-time models of a camera network from tracks: labelled visits, or confident visual matches.
+
+A *visit* is one tracklet: a person in one camera from an entry time to an exit time on the common
+clock. With labels, each person's visits are sorted in time and every two consecutive visits in
+different cameras add the gap ``entry of the later − exit of the earlier`` to the histogram of the
+pair (later camera, earlier camera); each histogram is smoothed with the same truncated Gaussian as
+:meth:`~mtmct_reid.retrieval.transit.TransitTimeModel.fit` and normalised, and the result is an
+ordinary :class:`~mtmct_reid.retrieval.transit.TransitTimeModel` (its time unit is the common clock's,
+seconds). Only consecutive visits count: the gap from camera 1 to camera 3 through camera 2 is not a
+transit from 1 to 3.
+
+Without labels, :func:`bootstrap_transit` groups tracklets that are mutual nearest neighbours across
+cameras above a similarity into pseudo-identities, fits on them, and repeats with the fused
+appearance and transit score for a few rounds.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from mtmct_reid.errors import ReIDError
+from mtmct_reid.mtmc.associate import (
+    DEFAULT_NEIGHBOURS,
+    Tracklets,
+    TransitCue,
+    candidate_pairs,
+    pair_scores,
+)
+from mtmct_reid.retrieval.fusion import DEFAULT_FUSION, FusionParams
+from mtmct_reid.retrieval.transit import (
+    MAX_TABLE_ENTRIES,
+    TransitTimeModel,
+    gaussian_kernel,
+    smoothing_radius,
+)
+
+log = logging.getLogger(__name__)
+
+#: Seconds per bin of a transit-time model fitted from tracks.
+DEFAULT_BIN_WIDTH = 1.0
+#: Smoothing σ in bins of a model fitted from tracks.
+DEFAULT_SIGMA_BINS = 3.0
+
+
+def consecutive_gaps(
+    ids: np.ndarray, cams: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The gaps between consecutive visits of each identity in different cameras.
+
+    Args:
+        ids: identity per visit [V] (visits with ``id <= 0`` are ignored).
+        cams: camera per visit [V].
+        starts: entry time per visit [V].
+        ends: exit time per visit [V].
+
+    Returns:
+        (identity, later camera, earlier camera, gap) per transit; gaps of overlapping visits are 0.
+
+    Example:
+        >>> [a.tolist() for a in consecutive_gaps(np.array([7, 7, 7]), np.array([1, 2, 1]),
+        ...                                        np.array([0.0, 10, 30]), np.array([4.0, 12, 33]))]
+        [[7, 7], [2, 1], [1, 2], [6.0, 18.0]]
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    cams = np.asarray(cams, dtype=np.int64)
+    starts = np.asarray(starts, dtype=np.float64)
+    ends = np.asarray(ends, dtype=np.float64)
+    keep = ids > 0
+    ids, cams, starts, ends = ids[keep], cams[keep], starts[keep], ends[keep]
+    order = np.lexsort((ends, starts, ids))
+    ids, cams, starts, ends = ids[order], cams[order], starts[order], ends[order]
+    nxt = np.arange(1, ids.size)
+    prev = nxt - 1
+    transit = (ids[nxt] == ids[prev]) & (cams[nxt] != cams[prev])
+    nxt, prev = nxt[transit], prev[transit]
+    gaps = np.maximum(starts[nxt] - ends[prev], 0.0)
+    return ids[nxt], cams[nxt], cams[prev], gaps
+
+
+def fit_transit_from_visits(
+    ids: np.ndarray,
+    cams: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    *,
+    camera_ids: np.ndarray | None = None,
+    bin_width: float = DEFAULT_BIN_WIDTH,
+    sigma_bins: float = DEFAULT_SIGMA_BINS,
+    truncate: float = 3.0,
+) -> TransitTimeModel:
+    """Fit a transit-time model from the consecutive visits of labelled identities.
+
+    Args:
+        ids: identity per visit (a tracklet, or a person's whole stay in one camera).
+        cams: camera per visit.
+        starts: entry time per visit on the common clock.
+        ends: exit time per visit.
+        camera_ids: every camera of the network (default: those of ``cams``).
+        bin_width: time units (seconds) per bin.
+        sigma_bins: smoothing σ in bins.
+        truncate: the Gaussian is cut at ``truncate · sigma_bins`` bins.
+
+    Raises:
+        ReIDError: fewer than two cameras, no identity seen in two cameras, bad parameters.
+
+    Example:
+        >>> m = fit_transit_from_visits(np.array([1, 1, 2, 2]), np.array([1, 2, 1, 2]),
+        ...                             np.array([0.0, 20, 50, 71]), np.array([5.0, 25, 55, 76]),
+        ...                             sigma_bins=0)
+        >>> float(m.mean_transit()[1, 0])  # later camera 2 (index 1), earlier camera 1: gaps 15, 16
+        16.0
+    """
+    person, later, earlier, gaps = consecutive_gaps(ids, cams, starts, ends)
+    return fit_transit_from_gaps(
+        later,
+        earlier,
+        gaps,
+        person=person,
+        camera_ids=np.unique(np.asarray(cams, dtype=np.int64))
+        if camera_ids is None
+        else camera_ids,
+        bin_width=bin_width,
+        sigma_bins=sigma_bins,
+        truncate=truncate,
+    )
+
+
+def fit_transit_from_gaps(
+    later: np.ndarray,
+    earlier: np.ndarray,
+    gaps: np.ndarray,
+    *,
+    camera_ids: np.ndarray,
+    person: np.ndarray | None = None,
+    bin_width: float = DEFAULT_BIN_WIDTH,
+    sigma_bins: float = DEFAULT_SIGMA_BINS,
+    truncate: float = 3.0,
+) -> TransitTimeModel:
+    """Fit a transit-time model from transits: the later and earlier camera and the gap of each.
+
+    Args:
+        later: camera of the later visit per transit.
+        earlier: camera of the earlier visit per transit.
+        gaps: entry of the later − exit of the earlier (>= 0).
+        camera_ids: every camera of the network.
+        person: identity per transit, to count identities per pair (default: one per transit).
+        bin_width: time units (seconds) per bin.
+        sigma_bins: smoothing σ in bins.
+        truncate: the Gaussian is cut at ``truncate · sigma_bins`` bins.
+
+    Example:
+        >>> m = fit_transit_from_gaps(np.array([2]), np.array([1]), np.array([7.5]),
+        ...                           camera_ids=np.array([1, 2]), sigma_bins=0)
+        >>> m.probabilities[1, 0].nonzero()[0].tolist()
+        [7]
+    """
+    for name, value in (
+        ("bin_width", bin_width),
+        ("sigma_bins", sigma_bins),
+        ("truncate", truncate),
+    ):
+        if not np.isfinite(value) or value < 0 or (name == "bin_width" and value == 0):
+            raise ReIDError(f"transit fit: {name} must be a finite number >= 0 (> 0 for bin_width)")
+    later = np.asarray(later, dtype=np.int64)
+    earlier = np.asarray(earlier, dtype=np.int64)
+    gaps = np.asarray(gaps, dtype=np.float64)
+    person = np.arange(gaps.size) if person is None else np.asarray(person, dtype=np.int64)
+    known = np.unique(np.asarray(camera_ids, dtype=np.int64))
+    if known.size < 2:
+        raise ReIDError(
+            f"transit fit: only {known.size} camera(s); transit times need at least two cameras"
+        )
+    if gaps.size == 0:
+        raise ReIDError(
+            "transit fit: no identity visits two different cameras; transit times cannot be learned"
+        )
+    outside = np.setdiff1d(np.concatenate([later, earlier]), known)
+    if outside.size:
+        raise ReIDError(f"transit fit: camera {int(outside[0])} is not in the camera list")
+    c = known.size
+    li, ei = np.searchsorted(known, later), np.searchsorted(known, earlier)
+    bins = np.floor(gaps / bin_width).astype(np.int64)
+    radius = smoothing_radius(sigma_bins, truncate)
+    num_bins = int(bins.max()) + radius + 1
+    if c * c * num_bins > MAX_TABLE_ENTRIES:
+        raise ReIDError(
+            f"transit fit: gaps up to {gaps.max():g} need {num_bins} bins of width {bin_width:g} "
+            f"for {c} cameras; use a larger bin width"
+        )
+    pair = li * c + ei
+    counts = np.bincount(pair * num_bins + bins, minlength=c * c * num_bins).astype(np.float64)
+    counts = counts.reshape(c, c, num_bins)
+    distinct = np.unique(np.stack([person, pair]), axis=1)
+    pair_ids = np.bincount(distinct[1], minlength=c * c).reshape(c, c)
+    probabilities = np.zeros_like(counts)
+    kernel = gaussian_kernel(sigma_bins, truncate)
+    for flat in np.flatnonzero(pair_ids.reshape(-1) > 0):
+        row = np.convolve(counts.reshape(c * c, num_bins)[flat], kernel, mode="full")
+        row = row[radius : radius + num_bins]  # bins below 0 count as zero
+        probabilities.reshape(c * c, num_bins)[flat] = row / row.sum()
+    model = TransitTimeModel(
+        camera_ids=known,
+        probabilities=probabilities,
+        counts=counts,
+        pair_ids=pair_ids,
+        bin_width=bin_width,
+        sigma_bins=sigma_bins,
+        truncate=truncate,
+    )
+    log.info(
+        "transit model from tracks: %d transits of %d identities, %d of %d camera pairs observed",
+        gaps.size,
+        np.unique(person).size,
+        model.num_observed_pairs,
+        c * (c - 1),
+    )
+    return model
+
+
+def mutual_matches(
+    tracklets: Tracklets,
+    pair_i: np.ndarray,
+    pair_j: np.ndarray,
+    scores: np.ndarray,
+    *,
+    margin: float = 0.0,
+) -> np.ndarray:
+    """Mask of the confident matches: pairs whose two tracklets are each other's best-scored
+    tracklet in the other's camera, each by at least ``margin`` over the second best there (a
+    look-alike makes a match ambiguous, whichever of the two is right).
+
+    Example:
+        >>> t = Tracklets(np.array([1, 2, 2]), np.zeros(3), np.ones(3), np.eye(3))
+        >>> mutual_matches(t, np.array([0, 0]), np.array([1, 2]), np.array([0.9, 0.5])).tolist()
+        [True, False]
+        >>> mutual_matches(t, np.array([0, 0]), np.array([1, 2]), np.array([0.9, 0.85]),
+        ...                margin=0.1).tolist()
+        [False, False]
+    """
+    cams = tracklets.cams
+    if pair_i.size == 0:
+        return np.zeros(0, dtype=bool)
+    # Directed edges grouped by (source, camera of the target): the first of each sorted group is
+    # its best, the next its runner-up.
+    source = np.concatenate([pair_i, pair_j])
+    target = np.concatenate([pair_j, pair_i])
+    value = np.concatenate([scores, scores]).astype(np.float64)
+    _, camera = np.unique(cams, return_inverse=True)
+    group = source * (int(camera.max()) + 1) + camera.reshape(-1)[target]
+    order = np.lexsort((-value, group))
+    g, v = group[order], value[order]
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = g[1:] != g[:-1]
+    runner_up = np.full(order.size, -np.inf)
+    has_next = np.zeros(order.size, dtype=bool)
+    has_next[:-1] = g[1:] == g[:-1]
+    runner_up[:-1] = np.where(has_next[:-1], v[1:], -np.inf)
+    best = np.zeros(source.size, dtype=bool)
+    best[order] = first & (v - runner_up >= margin)
+    half = pair_i.size
+    return best[:half] & best[half:]
+
+
+def _frequent_pairs(later: np.ndarray, earlier: np.ndarray, share: float) -> np.ndarray:
+    """Mask of the transits whose camera pair has at least ``share`` of the busiest pair's count:
+    a pair seen a few times only is more likely a chain of mismatches or an unseen visit between
+    two cameras than a walked link."""
+    _, pair, count = np.unique(
+        np.stack([later, earlier]), axis=1, return_inverse=True, return_counts=True
+    )
+    pair = pair.reshape(-1)
+    return count[pair] >= share * count.max() if count.size else np.zeros(0, dtype=bool)
+
+
+def _components(n: int, pair_i: np.ndarray, pair_j: np.ndarray) -> np.ndarray:
+    """Connected component (0..) of each of ``n`` tracklets in the graph of matched pairs."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(pair_i.size), (pair_i, pair_j)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def bootstrap_transit(
+    tracklets: Tracklets,
+    *,
+    min_similarity: float = 0.5,
+    margin: float = 0.05,
+    min_pair_share: float = 0.3,
+    rounds: int = 3,
+    neighbours: int = DEFAULT_NEIGHBOURS,
+    fusion: FusionParams = DEFAULT_FUSION,
+    camera_ids: np.ndarray | None = None,
+    bin_width: float = DEFAULT_BIN_WIDTH,
+    sigma_bins: float = DEFAULT_SIGMA_BINS,
+    truncate: float = 3.0,
+) -> TransitTimeModel:
+    """A transit-time model from unlabelled tracklets.
+
+    Round 0 links tracklets of different cameras that are mutual nearest neighbours by cosine with a
+    cosine of at least ``min_similarity``; the connected components are pseudo-identities, fitted as
+    labelled visits. Each later round ranks the candidate pairs by the fused score with the current
+    model instead (the cosine floor stays, and pairs the model finds too fast are dropped), and
+    re-fits.
+
+    Args:
+        tracklets: tracklets of every camera.
+        min_similarity: cosine a match needs.
+        margin: lead a match needs over the runner-up in its camera (on the round's score).
+        min_pair_share: camera pairs with fewer transits than this share of the busiest pair's
+            are left out of the fit (chains of mismatches, visits missed in between).
+        rounds: fits in all (at least 1).
+        neighbours: candidate neighbours per tracklet.
+        fusion: the fusion's parameters.
+        camera_ids: every camera of the network (default: those of the tracklets).
+        bin_width: seconds per bin.
+        sigma_bins: smoothing σ in bins.
+        truncate: smoothing cut in σ.
+
+    Raises:
+        ReIDError: no confident cross-camera match.
+
+    Example:
+        >>> model = bootstrap_transit(tracklets, min_similarity=0.6)  # doctest: +SKIP
+    """
+    if rounds < 1:
+        raise ReIDError(f"bootstrap: rounds must be >= 1, got {rounds}")
+    pair_i, pair_j = candidate_pairs(tracklets, neighbours=neighbours)
+    d = tracklets.descriptors
+    cosine = np.einsum("pd,pd->p", d[pair_i], d[pair_j]) if pair_i.size else np.zeros(0)
+    confident = cosine >= min_similarity
+    model = None
+    for round_ in range(rounds):
+        if model is None:
+            scores = cosine
+            allowed = confident
+        else:
+            cue = TransitCue(model, tracklets.cams)
+            scores = pair_scores(tracklets, pair_i, pair_j, cue=cue, fusion=fusion)
+            index = cue.index(tracklets.cams)
+            _, too_fast = cue.evaluate(
+                index[pair_i],
+                tracklets.starts[pair_i],
+                tracklets.ends[pair_i],
+                index[pair_j],
+                tracklets.starts[pair_j],
+                tracklets.ends[pair_j],
+            )
+            allowed = confident & ~too_fast
+        sel = np.flatnonzero(allowed)
+        mutual = sel[
+            mutual_matches(tracklets, pair_i[sel], pair_j[sel], scores[sel], margin=margin)
+        ]
+        if mutual.size == 0:
+            raise ReIDError(
+                f"bootstrap: no mutual nearest tracklets of two cameras with cosine >= "
+                f"{min_similarity:g}; lower the similarity"
+            )
+        # Pseudo-identities: tracklets joined by confident matches; their consecutive visits are
+        # the transits, as with labels (a match of cameras 1 and 3 through a matched visit in
+        # camera 2 counts 1 -> 2 and 2 -> 3, not 1 -> 3).
+        labels = _components(len(tracklets), pair_i[mutual], pair_j[mutual]) + 1
+        _, later, earlier, gaps = consecutive_gaps(
+            labels, tracklets.cams, tracklets.starts, tracklets.ends
+        )
+        keep = _frequent_pairs(later, earlier, min_pair_share)
+        later, earlier, gaps = later[keep], earlier[keep], gaps[keep]
+        model = fit_transit_from_gaps(
+            later,
+            earlier,
+            gaps,
+            camera_ids=np.unique(tracklets.cams) if camera_ids is None else camera_ids,
+            bin_width=bin_width,
+            sigma_bins=sigma_bins,
+            truncate=truncate,
+        )
+        log.info("bootstrap round %d: %d confident matches", round_ + 1, mutual.size)
+    return model
