@@ -27,6 +27,7 @@ VERB_MODULES = (
     "evaluate",
     "search",
     "index",
+    "track",
     "demo",
     "track_sct",
     "track_eval",

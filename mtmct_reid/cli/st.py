@@ -39,16 +39,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument(
         "--bin-width",
         type=arg_float(0, low_open=True),
-        default=100.0,
+        default=None,
         metavar="T",
-        help="time units per bin (100)",
+        help="time units per bin (100 frames; 1 s for an MTMC root)",
     )
     fit.add_argument(
-        "--sigma", type=arg_float(0), default=50.0, metavar="BINS", help="smoothing σ in bins (50)"
+        "--sigma",
+        type=arg_float(0),
+        default=None,
+        metavar="BINS",
+        help="smoothing σ in bins (50; 3 for an MTMC root)",
     )
     fit.add_argument(
         "--truncate", type=arg_float(0), default=3.0, metavar="K", help="smoothing cut at K·σ (3)"
     )
+    # An MTMC root (cameras.csv): gaps between consecutive visits of its gt ids, or bootstrapped.
+    from mtmct_reid.cli.track import add_root_fit_arguments
+
+    add_root_fit_arguments(fit)
     fit.set_defaults(func=run_fit)
 
     plot = actions.add_parser(
@@ -98,9 +106,15 @@ def _pair_table(model) -> str:
 def run_fit(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from mtmct_reid.cli.track import run_root_fit
     from mtmct_reid.data.readers import read_dataset
+    from mtmct_reid.mtmc.root import is_root
     from mtmct_reid.retrieval.transit import TransitTimeModel
 
+    if is_root(args.data) or args.from_matches:
+        return run_root_fit(args)
+    args.bin_width = 100.0 if args.bin_width is None else args.bin_width
+    args.sigma = 50.0 if args.sigma is None else args.sigma
     records = read_dataset(args.data, layout=args.layout, pattern=args.pattern)
     model = TransitTimeModel.from_records(
         records,
