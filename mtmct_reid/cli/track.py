@@ -246,6 +246,8 @@ def run_track(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_tracking_outputs(args.out, root, grouped, gids, summary)
     plot_timeline(grouped, gids, args.out)
+    for stale in args.out.glob("journey_*.png"):  # of an earlier run into the same folder
+        stale.unlink()
     pictures = [
         plot_journey(root, grouped, gids, gid, args.out)
         for gid in journey_ids(grouped, gids, max(0, args.journeys))

@@ -770,6 +770,22 @@ def tracklet_idf1(labels: np.ndarray, truth: np.ndarray, frames: np.ndarray) -> 
     return float(dense[rows, cols].sum() / total)
 
 
+def threshold_grid(dendrogram: Dendrogram, size: int = 400) -> np.ndarray:
+    """Thresholds worth trying on a dendrogram: cuts at (quantiles of) its merge linkages, where the
+    labels change, and just above the highest one (no merge).
+
+    Example:
+        >>> threshold_grid(Dendrogram(3, np.array([0, 0]), np.array([1, 2]), np.array([0.8, 0.3])))
+        array([0.3  , 0.8  , 0.801])
+    """
+    values = np.unique(dendrogram.linkage)
+    if values.size > size:
+        values = np.unique(np.quantile(values, np.linspace(0.0, 1.0, size)))
+    top = values.max() if values.size else 0.5
+    above = min(top + 1e-3, 0.5 * (top + 1.0))
+    return np.append(values, above)
+
+
 def choose_threshold(
     dendrogram: Dendrogram,
     truth: np.ndarray,
@@ -782,7 +798,7 @@ def choose_threshold(
         dendrogram: merges of the labelled tracklets, built down to the grid's lowest value.
         truth: true identity per tracklet.
         frames: frames per tracklet.
-        grid: thresholds tried (default 0.05, 0.06, ..., 0.95).
+        grid: thresholds tried (default :func:`threshold_grid`).
 
     Returns:
         (threshold, its IDF1); ties go to the highest threshold (fewest merges).
@@ -793,7 +809,7 @@ def choose_threshold(
         (0.8, 1.0)
     """
     if grid is None:
-        grid = np.round(np.arange(0.05, 0.951, 0.01), 2)
+        grid = threshold_grid(dendrogram)
     best = (float(grid[-1]), -1.0)
     for value in sorted((float(v) for v in grid), reverse=True):
         score = tracklet_idf1(dendrogram.labels(value), truth, frames)

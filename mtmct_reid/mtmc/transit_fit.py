@@ -308,7 +308,8 @@ def bootstrap_transit(
     Args:
         tracklets: tracklets of every camera.
         min_similarity: cosine a match needs.
-        margin: lead a match needs over the runner-up in its camera (on the round's score).
+        margin: lead a match needs over the runner-up in its camera, in percentiles of the round's
+            scores of all candidate pairs.
         min_pair_share: camera pairs with fewer transits than this share of the busiest pair's
             are left out of the fit (chains of mismatches, visits missed in between).
         rounds: fits in all (at least 1).
@@ -350,6 +351,9 @@ def bootstrap_transit(
             )
             allowed = confident & ~too_fast
         sel = np.flatnonzero(allowed)
+        # The margin is on percentiles of the round's scores, so that it means the same for a
+        # model whose cosines all lie near 0.9 as for one that spreads them over [-1, 1].
+        scores = np.argsort(np.argsort(scores, kind="stable"), kind="stable") / max(scores.size, 1)
         mutual = sel[
             mutual_matches(tracklets, pair_i[sel], pair_j[sel], scores[sel], margin=margin)
         ]
