@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--nlist", type=int, default=1024)
     parser.add_argument("--m", type=int, default=128)
     parser.add_argument("--nprobe", type=int, nargs="+", default=[8, 16, 32])
+    parser.add_argument(
+        "--rescore", type=int, nargs="+", default=[100], help="IVF-PQ rows re-scored exactly"
+    )
     parser.add_argument("--flat-queries", type=int, default=20, help="flat is slow: fewer")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
     return parser.parse_args(argv)
@@ -152,8 +155,9 @@ def main(argv: list[str] | None = None) -> None:
                 subset = queries if kind == "ivf-pq" else queries[: args.flat_queries]
                 # IVF-PQ twice: PQ scores alone, then the top RESCORE re-scored from the
                 # memory-mapped vectors file (on disk; only the rows read come into memory).
-                for rescored in (False, True) if kind == "ivf-pq" else (False,):
+                for rescored in [0, *args.rescore] if kind == "ivf-pq" else [0]:
                     index.vectors = vectors if rescored else None
+                    index.rescore = rescored or index.rescore
                     found, times = query_latency(index, subset)
                     p50, p95 = np.percentile(times, [50, 95]) * 1000
                     label = f"nprobe {nprobe}" if nprobe is not None else "exact"

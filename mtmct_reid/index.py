@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import mmap
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -82,6 +83,14 @@ def vectors_file(index_path: str | os.PathLike) -> Path:
     """
     path = Path(index_path)
     return path.with_name(path.name + ".vectors.npy")
+
+
+def _no_readahead(array: np.ndarray) -> None:
+    # Re-scoring reads a few hundred scattered rows; the kernel's readahead would map far more
+    # of the file into this process than those rows.
+    raw = getattr(array, "_mmap", None)
+    if raw is not None and hasattr(mmap, "MADV_RANDOM"):
+        raw.madvise(mmap.MADV_RANDOM)
 
 
 def _write_unit_vectors(path: Path, source: np.ndarray) -> None:
@@ -291,6 +300,7 @@ class GalleryIndex:
         self.path = path
         if "vectors_file" in meta:
             self.vectors = np.load(vectors_file(path), mmap_mode="r")
+            _no_readahead(self.vectors)
 
     @classmethod
     def load(
@@ -366,6 +376,7 @@ class GalleryIndex:
                 result.vectors = np.load(vectors, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as exc:
                 raise ReIDError(f"{vectors}: unreadable vectors file ({exc})") from None
+            _no_readahead(result.vectors)
             if result.vectors.shape != (count, int(index.d)):
                 raise ReIDError(
                     f"{vectors}: holds {result.vectors.shape} vectors, the index "
