@@ -68,6 +68,7 @@ def _make_root(path):
     root.write_boxes(gt, GT)
     # A single-camera tracker's output: the same boxes with local ids.
     root.write_boxes(gt.replace(ids=gt.ids * 10 + gt.cams), "mine")
+    root.write_boxes(gt.replace(ids=np.full(len(gt), -1)), "det")
     return root
 
 
@@ -191,7 +192,8 @@ def test_transit_model_without_a_camera_falls_back_with_one_warning(
     )
     model.save(tmp_path / "partial.npz")
     argv = ["track", str(network / "test"), "--checkpoint", str(network / "model.ckpt")]
-    argv += ["--tracks", "mine", "--st-model", str(tmp_path / "partial.npz"), "--threshold", "0.5"]
+    # No --tracks and no tracks/bytetrack.txt: ByteTrack runs over det/det.txt.
+    argv += ["--st-model", str(tmp_path / "partial.npz"), "--threshold", "0.5"]
     argv += ["--out", str(tmp_path / "out"), "--journeys", "0", "--device", "cpu"]
     argv += ["--crops-per-tracklet", "1"]
     with caplog.at_level("WARNING"):
@@ -203,3 +205,6 @@ def test_transit_model_without_a_camera_falls_back_with_one_warning(
         if "transit-time model has no camera" in r.getMessage()
     ]
     assert len(warnings) == 1 and "no camera 3" in warnings[0]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["tracks"] == "bytetrack" and summary["tracklets"] >= 18
+    assert not (network / "test" / "1" / "tracks" / "bytetrack.txt").exists()

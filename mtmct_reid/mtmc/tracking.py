@@ -375,18 +375,25 @@ SCT_TRACKS = "bytetrack"
 
 def read_tracks(root: MTMCRoot, name: str | None) -> Boxes:
     """The single-camera tracks to associate: ``tracks/NAME.txt`` (or ``gt``) of every camera; by
-    default the ByteTrack tracks ``track-sct`` wrote.
+    default the ByteTrack tracks ``track-sct`` wrote, or, when there are none, ByteTrack run here
+    over the detections as ``track-sct`` does (nothing is written into the root).
 
     Raises:
-        ReIDError: no camera has the tracks.
+        ReIDError: no camera has the tracks (or, by default, neither tracks nor detections).
     """
     if name is None:
-        if SCT_TRACKS not in root.sources():
+        if SCT_TRACKS in root.sources():
+            return root.read_boxes(SCT_TRACKS)
+        from mtmct_reid.mtmc.root import DET
+        from mtmct_reid.mtmc.sct import track_root
+
+        if DET not in root.sources():
             raise ReIDError(
-                f"{root.path}: no single-camera tracks; run 'mtmct-reid track-sct {root.path}' "
-                "first or pass --tracks NAME (a tracks/NAME.txt of each camera, or gt)"
+                f"{root.path}: no single-camera tracks and no detections to track; pass --tracks "
+                "NAME (a tracks/NAME.txt of each camera, or gt)"
             )
-        name = SCT_TRACKS
+        log.info("no %s tracks in %s: running ByteTrack over det/det.txt", SCT_TRACKS, root.path)
+        return track_root(root, name=None)
     return root.read_boxes(name)
 
 
