@@ -11,9 +11,6 @@ from mtmct_reid.validation import arg_float, arg_nonnegative_int, arg_positive_i
 
 log = logging.getLogger(__name__)
 
-#: Modes of the comparison table, in table order.
-MODES = ("appearance", "+transit (labelled)", "+transit (bootstrapped)")
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -215,30 +212,18 @@ def run_track(args: argparse.Namespace) -> int:
         scores_text = scores.format_table()
     modes_text = None
     if args.modes:
-        from mtmct_reid.mtmc.metrics import evaluate_tracks
-        from mtmct_reid.mtmc.transit_fit import bootstrap_transit
+        from mtmct_reid.mtmc.tracking import compare_modes
 
-        labelled = transit if transit is not None else fit_transit_from_root(train_root)
-        try:
-            bootstrapped = bootstrap_transit(tracklets, camera_ids=root.camera_ids)
-        except ReIDError as exc:
-            log.warning("no bootstrapped transit-time model, its mode is left out: %s", exc)
-            bootstrapped = None
-        rows = {}
-        for name, model in zip(MODES, (None, labelled, bootstrapped), strict=True):
-            if name == MODES[2] and model is None:
-                continue
-            mode_gids, mode_threshold, _ = cluster(model, threshold)
-            s = evaluate_tracks(global_boxes(grouped, mode_gids), gt, root.times(gt))
-            rows[name] = {
-                "IDF1": s.network.IDF1,
-                "IDP": s.network.IDP,
-                "IDR": s.network.IDR,
-                "MCTA": s.mcta,
-                "HOTA": s.network.HOTA,
-                "threshold": mode_threshold,
-                "identities": int(mode_gids.max()),
-            }
+        rows = compare_modes(
+            root,
+            grouped,
+            tracklets,
+            gt,
+            labelled=transit if transit is not None else fit_transit_from_root(train_root),
+            train=train,
+            threshold=threshold,
+            neighbours=args.neighbours,
+        )
         summary["modes"] = rows
         modes_text = format_modes(rows)
     summary["seconds"] = round(time.perf_counter() - start, 2)

@@ -454,3 +454,71 @@ def cut_threshold(
         neighbours=neighbours or DEFAULT_NEIGHBOURS,
     )
     return choose_threshold(dendrogram, truth, frames)
+
+
+#: Modes of the comparison table, in table order.
+MODES = ("appearance", "+transit (labelled)", "+transit (bootstrapped)")
+
+
+def compare_modes(
+    root: MTMCRoot,
+    grouped: RootTracklets,
+    tracklets: Tracklets,
+    gt: Boxes,
+    *,
+    labelled: Any,
+    train: tuple[Tracklets, np.ndarray, np.ndarray] | None,
+    threshold: float | None = None,
+    neighbours: int | None = None,
+) -> dict[str, dict[str, float]]:
+    """Network scores of the three modes: appearance only, + a labelled transit-time model, + one
+    bootstrapped from these tracklets without labels (left out, with a warning, when no confident
+    match exists). Each mode's threshold is chosen on ``train`` unless ``threshold`` is given.
+
+    Args:
+        root: the root the tracklets come from.
+        grouped: its tracklets' boxes.
+        tracklets: their descriptors and times.
+        gt: ground-truth boxes of the root.
+        labelled: the transit-time model fitted on labels.
+        train: labelled training tracklets, their true ids and frames (:func:`cut_threshold`).
+        threshold: a fixed stop threshold instead.
+        neighbours: candidate neighbours per tracklet.
+
+    Returns:
+        mode -> IDF1, IDP, IDR, MCTA, HOTA (fractions), threshold, identities.
+    """
+    from mtmct_reid.mtmc.associate import DEFAULT_NEIGHBOURS, build_dendrogram
+    from mtmct_reid.mtmc.metrics import evaluate_tracks
+    from mtmct_reid.mtmc.transit_fit import bootstrap_transit
+
+    neighbours = neighbours or DEFAULT_NEIGHBOURS
+    try:
+        bootstrapped = bootstrap_transit(tracklets, camera_ids=root.camera_ids)
+    except ReIDError as exc:
+        log.warning("no bootstrapped transit-time model, its mode is left out: %s", exc)
+        bootstrapped = None
+    rows = {}
+    for name, model in zip(MODES, (None, labelled, bootstrapped), strict=True):
+        if name == MODES[2] and model is None:
+            continue
+        chosen = threshold
+        if chosen is None:
+            if train is None:
+                raise ReIDError("modes: no threshold and no labelled training tracklets")
+            chosen, _ = cut_threshold(*train, transit=model, neighbours=neighbours)
+        labels = build_dendrogram(
+            tracklets, transit=model, threshold=chosen, neighbours=neighbours
+        ).labels(chosen)
+        gids = global_ids(labels, tracklets.starts)
+        scores = evaluate_tracks(global_boxes(grouped, gids), gt, root.times(gt))
+        rows[name] = {
+            "IDF1": scores.network.IDF1,
+            "IDP": scores.network.IDP,
+            "IDR": scores.network.IDR,
+            "MCTA": scores.mcta,
+            "HOTA": scores.network.HOTA,
+            "threshold": float(chosen),
+            "identities": int(gids.max()) if gids.size else 0,
+        }
+    return rows
