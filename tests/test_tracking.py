@@ -208,3 +208,17 @@ def test_transit_model_without_a_camera_falls_back_with_one_warning(
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["tracks"] == "bytetrack" and summary["tracklets"] >= 18
     assert not (network / "test" / "1" / "tracks" / "bytetrack.txt").exists()
+
+
+def test_demo_tracking_renders_tracks_and_compares_modes(network, tmp_path):
+    from mtmct_reid.mtmc.synth_video import VideoSynthConfig
+    from mtmct_reid.mtmc.tracking import demo_tracking
+
+    config = VideoSynthConfig.small(duration=20.0, num_ids=6, lookalike_fraction=0.0)
+    result = demo_tracking(tmp_path, network / "model.ckpt", config=config, per_tracklet=1)
+    assert {"appearance", "+transit (labelled)"} <= set(result["modes"])
+    for row in result["modes"].values():
+        assert 0.0 <= row["IDF1"] <= 1.0 and 0.0 <= row["MCTA"] <= 1.0
+    names = sorted(p.name for p in result["pictures"])
+    assert names[-1] == "timeline.png" and names[0].startswith("journey_")
+    assert json.loads((tmp_path / "tracking_modes.json").read_text())["tracklets"] > 0

@@ -522,3 +522,75 @@ def compare_modes(
             "identities": int(gids.max()) if gids.size else 0,
         }
     return rows
+
+
+def demo_tracking(
+    out: Path,
+    checkpoint: Path,
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    per_tracklet: int = 4,
+    progress: bool = False,
+    config: Any = None,
+) -> dict[str, Any]:
+    """The demo's multi-camera part: a small synthetic video network, ByteTrack tracks per camera,
+    the demo's model, a transit-time model fitted on the training period's labels; the modes table
+    and, for the labelled mode, ``timeline.png`` and one ``journey_<id>.png`` in ``out``.
+
+    Args:
+        out: folder for the network (``video_network/``) and the pictures.
+        checkpoint: the demo's trained checkpoint.
+        seed: seed of the network.
+        device: where the model runs.
+        per_tracklet: crops embedded per tracklet.
+        progress: progress bars.
+        config: a :class:`~mtmct_reid.mtmc.synth_video.VideoSynthConfig` (default: its ``small()``).
+
+    Returns:
+        ``modes`` (the :func:`compare_modes` rows), ``pictures`` (paths), ``tracklets``,
+        ``identities``, ``seconds``.
+    """
+    import time
+
+    from mtmct_reid._io import write_json
+    from mtmct_reid.features import FeatureExtractor
+    from mtmct_reid.models.checkpoint import load_model_from_checkpoint
+    from mtmct_reid.mtmc.associate import build_dendrogram
+    from mtmct_reid.mtmc.root import GT, read_root
+    from mtmct_reid.mtmc.sct import track_root
+    from mtmct_reid.mtmc.synth_video import VideoSynthConfig, generate_video_network
+
+    start = time.perf_counter()
+    out = Path(out)
+    network = out / "video_network"
+    if config is None:
+        config = VideoSynthConfig.small(seed=seed)
+    generate_video_network(network, config, overwrite=True, progress=progress)
+    test, train_root = read_root(network / "test"), read_root(network / "train")
+    grouped = group_tracklets(test, track_root(test, name=None))
+    model, hparams = load_model_from_checkpoint(checkpoint)
+    extractor = FeatureExtractor(model, hparams["image_size"], device=device)
+    tracklets = describe_tracklets(test, grouped, extractor, per_tracklet=per_tracklet)
+    train_grouped, truth = labelled_tracklets(train_root)
+    train_tracklets = describe_tracklets(
+        train_root, train_grouped, extractor, per_tracklet=per_tracklet
+    )
+    train = (train_tracklets, truth, train_grouped.frames)
+    labelled = fit_transit_from_root(train_root)
+    gt = test.read_boxes(GT)
+    rows = compare_modes(test, grouped, tracklets, gt, labelled=labelled, train=train)
+    threshold, _ = cut_threshold(*train, transit=labelled)
+    labels = build_dendrogram(tracklets, transit=labelled, threshold=threshold).labels(threshold)
+    gids = global_ids(labels, tracklets.starts)
+    pictures = [plot_timeline(grouped, gids, out)]
+    pictures += [plot_journey(test, grouped, gids, g, out) for g in journey_ids(grouped, gids, 1)]
+    result = {
+        "modes": rows,
+        "tracklets": len(grouped),
+        "identities": int(gids.max()) if gids.size else 0,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    write_json(out / "tracking_modes.json", result)
+    result["pictures"] = pictures
+    return result
