@@ -22,8 +22,6 @@ from mtmct_reid.retrieval.rerank.bf16 import bf16_error_bounds, bf16_half_ulp, c
 from mtmct_reid.retrieval.rerank.encoding import shared_minimum_sums
 
 PATHS = pytest.mark.parametrize("approximate", [False, True], ids=["float32", "bfloat16"])
-#: The bfloat16 search with every gallery row computed in full (as at MSMT17 size).
-UNMIRRORED = {"approximate_search": True, "tile_memory": 0}
 
 
 def clustered(num_query: int, num_gallery: int, dim: int, seed: int, relu: bool = False):
@@ -134,10 +132,18 @@ def test_joint_scores_match_dense_reference(approximate, tied):
         expected = re_ranking(matrix[:nq, nq:], matrix[:nq, :nq], matrix[nq:, nq:])
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
     assert np.abs(visual_got - joint_got).max() > 1e-2  # two matrices, two different answers
-    if approximate:
-        full_rows = rerank(x, nq, joint=joint, chunk_size=64, progress=False, **UNMIRRORED)
-        for got, again in zip((visual_got, joint_got), full_rows, strict=True):
-            np.testing.assert_allclose(again, got, atol=1e-6, rtol=0)
+    # Every gallery row computed in full, instead of mirrored tiles: the same distances.
+    full_rows = rerank(
+        x,
+        nq,
+        joint=joint,
+        chunk_size=64,
+        progress=False,
+        approximate_search=approximate,
+        tile_memory=0,
+    )
+    for got, again in zip((visual_got, joint_got), full_rows, strict=True):
+        np.testing.assert_allclose(again, got, atol=1e-6, rtol=0)
     # The query rows' exact scores were handed over once each, for the modes without re-ranking.
     assert [(a, b) for a, b, _, _ in seen] == [(0, 50)]
     np.testing.assert_allclose(seen[0][2], visual[:nq, nq:], atol=1e-6)
@@ -215,8 +221,10 @@ def test_shared_minimum_sums_match_the_definition():
 def _traced_peak(query: np.ndarray, gallery: np.ndarray) -> int:
     tracemalloc.start()
     try:
+        # Without mirrored tiles (a quarter of the gallery x gallery matrix, bounded by
+        # tile_memory): what remains must grow linearly.
         dist = rerank_features(
-            query, gallery, chunk_size=256, progress=False, approximate_search=False
+            query, gallery, chunk_size=256, progress=False, approximate_search=False, tile_memory=0
         )
         _, peak = tracemalloc.get_traced_memory()
     finally:

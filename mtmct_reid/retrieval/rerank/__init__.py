@@ -115,8 +115,8 @@ def rerank(
             ``False`` forces float32 products throughout.
         query_rows: called with each block of query rows' exact scores against the gallery (visual,
             and joint or None), e.g. to rank the modes without re-ranking from the same product.
-        tile_memory: bytes the bfloat16 search may keep to compute each gallery x gallery tile once
-            (a quarter of that matrix); above it every gallery row is computed in full.
+        tile_memory: bytes the search may keep to compute each gallery x gallery tile once (a
+            quarter of that matrix); above it every gallery row is computed in full.
 
     Returns:
         The re-ranked distances [num_query, N - num_query] float32 (lower = better) of the visual
@@ -159,21 +159,36 @@ def rerank(
         pair_rows = np.repeat(rows, candidates.shape[1])
         return joint.fuse_pairs(pair_rows, candidates.reshape(-1), visual).reshape(candidates.shape)
 
-    def exact_rows(rows: np.ndarray, which: list[NeighbourTable]) -> None:
-        """Score ``rows`` against every sample in float32 and add them to the tables ``which``."""
+    def exact_rows(
+        rows: np.ndarray, which: list[NeighbourTable], tiles: _MirroredTiles | None = None
+    ) -> None:
+        """Score ``rows`` against every sample in float32 and add them to the tables ``which``
+        (``tiles``: ``rows`` are one gallery block whose mirrored tiles are kept there)."""
         for start in range(0, len(rows), rows_wide):
             part = rows[start : start + rows_wide]
+            first, last = int(part[0]), int(part[-1]) + 1
             tic = time.perf_counter()
             # numpy's BLAS: about twice torch's float32 product on CPUs where MKL is slow (AMD).
             visual = exact_buffer[: len(part)]
-            np.matmul(features[part], features.T, out=visual)
+            if tiles is None:
+                np.matmul(features[part], features.T, out=visual)
+            else:
+                for cols in tiles.fill(first, last, visual, 0):
+                    visual[:, cols] = features[first:last] @ features[cols].T
+                tiles.keep(first, last, visual, 0)
             toc = time.perf_counter()
             seconds["products"] += toc - tic
             scores = [visual]
             if joint is not None:
                 assert joint_buffer is not None
-                joint.fuse_rows(part, visual, joint_buffer[: len(part)])
-                scores.append(joint_buffer[: len(part)])
+                joint_rows = joint_buffer[: len(part)]
+                if tiles is None:
+                    joint.fuse_rows(part, visual, joint_rows)
+                else:
+                    for cols in tiles.fill(first, last, joint_rows, 1):
+                        joint.fuse_rows(part, visual[:, cols], joint_rows[:, cols], cols)
+                    tiles.keep(first, last, joint_rows, 1)
+                scores.append(joint_rows)
             tic = time.perf_counter()
             seconds["joint scores"] += tic - toc
             for table, block in zip(tables, scores, strict=True):
@@ -181,7 +196,6 @@ def rerank(
                     table.add_exact(part, block)
             seconds["neighbour selection"] += time.perf_counter() - tic
             if query_rows is not None and part[0] < num_query:
-                first, last = int(part[0]), int(part[-1]) + 1
                 query_rows(
                     first,
                     last,
@@ -189,12 +203,19 @@ def rerank(
                     scores[1][:, num_query:] if joint is not None else None,
                 )
 
+    num_gallery = num_total - num_query
+    # Without the bfloat16 search, float32 gallery rows are mirrored the same way (float32 tiles).
+    exact_tiles = None
+    if (
+        not approximate_search
+        and num_gallery * num_gallery // 4 * 4 * (1 + bool(joint)) <= tile_memory
+    ):
+        exact_tiles = _MirroredTiles(num_query, num_total, chunk_size)
     if approximate_search:
         features_bf16 = features_t.to(torch.bfloat16)
         error_bound = bf16_error_bounds(features, features_bf16)
         approx_buffer = torch.empty((rows_wide, num_total), dtype=torch.bfloat16)
         widened_buffer = torch.empty((rows_wide if joint else 0, num_total), dtype=torch.float32)
-        num_gallery = num_total - num_query
         # bfloat16 visual tiles, and float32 joint ones: a quarter of the gallery x gallery matrix each.
         tile_bytes = num_gallery * num_gallery // 4 * (2 + 4 * bool(joint))
         mirror = (
@@ -219,7 +240,7 @@ def rerank(
         for start, stop in blocks:
             rows = np.arange(start, stop)
             if not (approximate_search and start >= num_query):
-                exact_rows(rows, tables)
+                exact_rows(rows, tables, exact_tiles if start >= num_query else None)
                 bar.update(stop - start)
                 continue
             tic = time.perf_counter()
@@ -416,6 +437,7 @@ def rerank_features(
     chunk_size: int = 512,
     progress: bool = True,
     approximate_search: bool | None = None,
+    tile_memory: int = MIRRORED_TILE_BYTES,
 ) -> np.ndarray:
     """k-reciprocal re-ranking of the cosine similarities of query and gallery features.
 
@@ -428,6 +450,7 @@ def rerank_features(
         chunk_size: rows of the similarity matrix computed at once.
         progress: show tqdm progress bars.
         approximate_search: see :func:`rerank`.
+        tile_memory: see :func:`rerank`.
 
     Returns:
         The re-ranked distances [Nq, Ng] float32 (lower = better).
@@ -450,6 +473,7 @@ def rerank_features(
         chunk_size=chunk_size,
         progress=progress,
         approximate_search=approximate_search,
+        tile_memory=tile_memory,
     )
     return result
 
