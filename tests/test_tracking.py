@@ -222,3 +222,19 @@ def test_demo_tracking_renders_tracks_and_compares_modes(network, tmp_path):
     names = sorted(p.name for p in result["pictures"])
     assert names[-1] == "timeline.png" and names[0].startswith("journey_")
     assert json.loads((tmp_path / "tracking_modes.json").read_text())["tracklets"] > 0
+
+
+def test_st_fit_from_matches_finds_the_walked_links_without_labels(network, capsys):
+    out = network / "boot.npz"
+    argv = ["st", "fit", str(network / "test"), "--from-matches", "--tracks", "mine"]
+    code, _, stderr = _run([*argv, "--out", str(out)], capsys)
+    assert code == 2 and "--from-matches needs --checkpoint" in stderr and not out.exists()
+    argv += ["--checkpoint", str(network / "model.ckpt"), "--min-similarity", "-1"]
+    code, stdout, stderr = _run([*argv, "--out", str(out), "--device", "cpu"], capsys)
+    assert code == 0, stderr
+    model = TransitTimeModel.load(out)
+    later, earlier = np.nonzero(model.observed)
+    found = set(
+        zip(model.camera_ids[later].tolist(), model.camera_ids[earlier].tolist(), strict=True)
+    )
+    assert found == set(TRANSITS)
