@@ -86,8 +86,8 @@ def vectors_file(index_path: str | os.PathLike) -> Path:
 
 
 def _no_readahead(array: np.ndarray) -> None:
-    # Re-scoring reads a few hundred scattered rows; the kernel's readahead would map far more
-    # of the file into this process than those rows.
+    # Re-scoring reads a few hundred scattered rows; the kernel's readahead would read far more
+    # of the file from disk than those rows.
     raw = getattr(array, "_mmap", None)
     if raw is not None and hasattr(mmap, "MADV_RANDOM"):
         raw.madvise(mmap.MADV_RANDOM)
