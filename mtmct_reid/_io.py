@@ -1,48 +1,336 @@
-"""Small file helpers shared by every stage: atomic writes so nothing half-written is left behind."""
+"""Small file helpers shared by every stage: the output-path policy and atomic writes, and ``.npz``
+reading that checks each array's declared size before allocating it.
+
+The output-path policy, the same for every verb:
+
+- an output that is a pipe, a character device (``/dev/null``, a terminal) or ``/dev/stdout`` is
+  written INTO (after the result is complete), never replaced; a block device is refused;
+- a symlink output writes the file it points to, and the link stays;
+- an output that is one of the command's inputs (the same file, links resolved) is refused;
+- an existing file that is not the kind the command writes is refused unless ``--force``;
+- a folder, a path whose parent is a file, a read-only or full filesystem, or a place under
+  ``/proc`` or ``/sys`` is one line naming the path, and any previous file is left as it was.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
+import shutil
+import stat
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mtmct_reid.errors import ReIDError
+from mtmct_reid.errors import ReIDError, first_line
+
+#: What each kind of output file is called in messages.
+OUTPUT_KINDS = {
+    "npz": ".npz archive of arrays",
+    "json": "JSON file",
+    "csv": "CSV text file",
+    "text": "text file",
+    "image": "image (.png/.pdf/.svg)",
+    "folder": "folder",
+}
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_NPY_MAGIC = b"\x93NUMPY"
+#: Where no output file is created: the kernel's trees, and /dev (whose existing devices are
+#: written into, but where a new regular file is never what the user meant).
+_KERNEL_TREES = ("/proc", "/sys", "/dev")
+#: Errors of the filesystem (not of the data) met while writing an output.
+_WRITE_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EFBIG,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EIO,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENAMETOOLONG,
+    errno.EPIPE,
+}
+
+
+def _under(path: str, trees: Iterable[str]) -> bool:
+    return any(path == tree or path.startswith(tree + "/") for tree in trees)
+
+
+def _stream_target(path: Path) -> bool:
+    """Whether ``path`` is written INTO rather than replaced: a pipe, socket or character device,
+    or a path under /dev or /proc/self/fd (``/dev/stdout`` redirected to a file stays the shell's
+    file, whose open descriptor a rename would orphan)."""
+    text = os.path.abspath(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode):
+        return True
+    return stat.S_ISREG(mode) and (
+        _under(text, ("/dev",)) or re.match(r"^/proc/(self|\d+)/fd/\d+$", text) is not None
+    )
+
+
+def _nearest_existing(path: Path) -> Path:
+    current = Path(os.path.abspath(path))
+    while not os.path.lexists(current) and current != current.parent:
+        current = current.parent
+    return current
+
+
+def _describe(path: Path) -> str:
+    """What an existing file looks like, for a refusal message."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError as exc:
+        return f"an unreadable file ({exc.strerror})"
+    if head[:4] in _ZIP_MAGIC:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "a damaged zip archive"
+        if any(name.endswith("data.pkl") for name in names):
+            return "a PyTorch checkpoint"
+        if names and all(name.endswith(".npy") for name in names):
+            return "an .npz archive of arrays"
+        return "a zip archive"
+    if head.startswith(_NPY_MAGIC):
+        return "a single .npy array"
+    if head.startswith(b"\x89PNG"):
+        return "a PNG image"
+    if head.startswith(b"%PDF"):
+        return "a PDF document"
+    if b"\x00" in head:
+        return "binary data"
+    text = head.decode("utf-8", errors="replace").lstrip()
+    if text.startswith(("<?xml", "<svg")):
+        return "an SVG image" if "<svg" in text else "an XML document"
+    if text.startswith(("{", "[")):
+        return "JSON text"
+    return "text"
+
+
+def _is_kind(path: Path, kind: str) -> bool:
+    if path.stat().st_size == 0:
+        return True  # an empty file holds nothing to lose
+    looks = _describe(path)
+    if kind == "npz":
+        return looks == "an .npz archive of arrays"
+    if kind == "json":
+        return looks == "JSON text"
+    if kind in ("csv", "text"):
+        return looks in ("text", "JSON text") if kind == "text" else looks == "text"
+    if kind == "image":
+        return looks in ("a PNG image", "a PDF document", "an SVG image")
+    raise ValueError(f"unknown output kind {kind!r}; known: {', '.join(OUTPUT_KINDS)}")
+
+
+def check_output(
+    path: str | os.PathLike,
+    option: str,
+    kind: str,
+    *,
+    inputs: Iterable[str | os.PathLike | None] = (),
+    force: bool = False,
+) -> Path:
+    """Refuse, before any work is done, an output the command must not write (see the module's
+    policy); return the path.
+
+    Args:
+        path: the output (a file, or a folder for ``kind="folder"``).
+        option: how the user named it (``"--out"``, ``"--json"``, ``"OUT"``), put in messages.
+        kind: what the command writes there, a key of :data:`OUTPUT_KINDS`.
+        inputs: the command's input files (None entries are skipped); the output may be none of them.
+        force: overwrite an existing file of another kind.
+
+    Raises:
+        ReIDError: one line naming the option, the path and the reason.
+
+    Example:
+        >>> check_output("/proc/version", "--json", "json")
+        Traceback (most recent call last):
+        ...
+        mtmct_reid.errors.ReIDError: --json /proc/version: is under /proc, not a place for output
+    """
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"unknown output kind {kind!r}; known: {', '.join(OUTPUT_KINDS)}")
+    out = Path(path)
+    where = f"{option} {out}"
+    if _stream_target(out):
+        if kind == "folder":
+            raise ReIDError(f"{where}: is a pipe or device, expected a folder")
+        return out
+    resolved = os.path.realpath(out)
+    if _under(resolved, _KERNEL_TREES) or _under(os.path.abspath(out), _KERNEL_TREES):
+        tree = next(t for t in _KERNEL_TREES if _under(resolved, (t,)) or _under(str(out), (t,)))
+        raise ReIDError(f"{where}: is under {tree}, not a place for output")
+    existing = Path(resolved)
+    if existing.exists():
+        mode = existing.stat().st_mode
+        if stat.S_ISBLK(mode):
+            raise ReIDError(f"{where}: is a block device; refusing to write a disk")
+        if kind == "folder":
+            if not stat.S_ISDIR(mode):
+                raise ReIDError(f"{where}: is a file, expected a folder")
+        elif stat.S_ISDIR(mode):
+            raise ReIDError(f"{where}: is a folder, expected the path of a {OUTPUT_KINDS[kind]}")
+    ancestor = _nearest_existing(Path(resolved).parent if kind != "folder" else Path(resolved))
+    if not ancestor.is_dir():
+        raise ReIDError(
+            f"{where}: {ancestor} is a file, not a folder, so nothing can be made in it"
+        )
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        try:
+            read_only = bool(os.statvfs(ancestor).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        reason = "is on a read-only filesystem" if read_only else "is not writable"
+        raise ReIDError(f"{where}: cannot write there ({ancestor} {reason})")
+    for source in inputs:
+        if source is None or not os.path.exists(source) or not existing.exists():
+            continue
+        if os.path.samefile(source, existing):
+            raise ReIDError(
+                f"{where}: is the command's input {source} (the same file); "
+                "write the output to another path"
+            )
+    if kind != "folder" and existing.is_file() and not force and not _is_kind(existing, kind):
+        raise ReIDError(
+            f"{where}: exists and is {_describe(existing)}, not a {OUTPUT_KINDS[kind]}; "
+            "pass --force to overwrite it"
+        )
+    return out
+
+
+def _write_error(path: Path, exc: OSError) -> ReIDError:
+    reason = exc.strerror or first_line(exc)
+    return ReIDError(f"{path}: cannot write ({reason}); any previous file there is unchanged")
+
+
+def _clean_stale_temporaries(folder: Path, name: str) -> None:
+    """Remove temporaries of ``name`` left by writers that were killed (their pid is gone)."""
+    try:
+        candidates = list(folder.glob(f".{glob_escape(name)}.*.tmp*"))
+    except OSError:
+        return
+    for candidate in candidates:
+        match = re.match(rf"^\.{re.escape(name)}\.(\d+)\.", candidate.name)
+        if match and not _alive(int(match.group(1))):
+            with contextlib.suppress(OSError):
+                candidate.unlink()
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob's special characters escaped (``[``, ``*``, ``?``).
+
+    Example:
+        >>> glob_escape("a[1]*.npz")
+        'a[[]1][*].npz'
+    """
+    return re.sub(r"([\[*?])", r"[\1]", text)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+    """Yield a temporary path; when the block succeeds, its content becomes ``path``.
+
+    A regular file is replaced by a rename (readers see the old file or the new one, never half of
+    one); a pipe or device is written into; a symlink's target is replaced and the link kept. Any
+    failure removes the temporary and leaves a previous file as it was. Temporaries left by a
+    killed writer are removed by the next write of the same file.
 
     Args:
         path: the final destination. Its parent folder is created if needed.
         suffix: suffix of the temporary file (defaults to that of ``path``, so libraries that
             append an extension, such as ``np.savez``, see the one they expect).
 
+    Raises:
+        ReIDError: the destination cannot be written (a folder, a file as parent, a read-only or
+            full filesystem, /proc), naming it.
+
     Example:
-        >>> with atomic_path("out/table.csv") as tmp:
-        ...     tmp.write_text("a,b\\n")
+        >>> import tempfile
+        >>> out = Path(tempfile.mkdtemp()) / "table.csv"
+        >>> with atomic_path(out) as tmp:
+        ...     _ = tmp.write_text("a,b\\n")
+        >>> out.read_text()
+        'a,b\\n'
     """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(
-        prefix=f".{final.name}.",
-        suffix=suffix if suffix is not None else final.suffix,
-        dir=final.parent,
-    )
+    given = Path(path)
+    suffix = suffix if suffix is not None else given.suffix
+    stream = _stream_target(given)
+    if stream:
+        folder, final = Path(tempfile.gettempdir()), given
+    else:
+        final = Path(os.path.realpath(given)) if given.is_symlink() else given
+        absolute = os.path.abspath(final)
+        if _under(absolute, _KERNEL_TREES) or _under(os.path.realpath(final), _KERNEL_TREES):
+            raise ReIDError(f"{given}: is under /proc, /sys or /dev, not a place for output")
+        if os.path.exists(final) and not os.path.isfile(final):
+            kind = "a folder" if os.path.isdir(final) else "not a regular file"
+            raise ReIDError(f"{given}: is {kind}, expected the path of a file to write")
+        folder = final.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise ReIDError(
+                f"{given}: {_nearest_existing(folder)} is a file, not a folder"
+            ) from None
+        except OSError as exc:
+            if exc.errno == errno.ENOTDIR:
+                raise ReIDError(
+                    f"{given}: {_nearest_existing(folder)} is a file, not a folder"
+                ) from None
+            raise _write_error(given, exc) from None
+        _clean_stale_temporaries(folder, final.name)
+    try:
+        fd, name = tempfile.mkstemp(
+            prefix=f".{final.name}.{os.getpid()}.", suffix=f".tmp{suffix}", dir=folder
+        )
+    except OSError as exc:
+        raise _write_error(given, exc) from None
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
-        # mkstemp makes the file private (0600); give it the mode a plain open() would have.
-        os.chmod(tmp, umask_mode())
-        os.replace(tmp, final)
+        if stream:
+            with open(tmp, "rb") as src, open(final, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            tmp.unlink()
+        else:
+            # mkstemp makes the file private (0600); give it the mode a plain open() would have.
+            os.chmod(tmp, umask_mode())
+            os.replace(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in _WRITE_ERRNOS:
+            raise _write_error(given, exc) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -85,29 +373,127 @@ def open_npz(path: str | os.PathLike, what: str) -> np.lib.npyio.NpzFile:
         what: what the file should be, for messages (e.g. ``"features file"``).
 
     Returns:
-        The open archive (use it in a ``with`` block).
+        The open archive (use it in a ``with`` block; read arrays with :func:`npz_array`).
 
     Example:
         >>> with open_npz("features.npz", "features file") as npz:  # doctest: +SKIP
         ...     names = npz.files
     """
     path = Path(path)
+    if path.is_dir():
+        raise ReIDError(f"{path}: is a folder, expected a {what} (.npz)")
     if not path.is_file():
         raise ReIDError(f"{path}: {what} not found")
     try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise ReIDError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    # np.load takes anything that is neither a zip nor an .npy for a pickle, and would say so
+    # about a text file; the file's first bytes say what it really is.
+    if head.startswith(_NPY_MAGIC):
+        raise ReIDError(f"{path}: expected an .npz archive of named arrays, found a single array")
+    if head[:4] not in _ZIP_MAGIC:
+        raise ReIDError(
+            f"{path}: not a readable .npz {what} (an .npz is a zip archive of arrays; this file "
+            f"holds {_describe(path)})"
+        )
+    try:
         npz = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise ReIDError(f"{path}: not a readable .npz {what} ({exc})") from None
+        raise ReIDError(
+            f"{path}: not a readable .npz {what} (a truncated or corrupt zip archive: "
+            f"{first_line(exc)})"
+        ) from None
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise ReIDError(f"{path}: expected an .npz archive of named arrays, found a single array")
     return npz
 
 
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on Linux
+        return 2**40
+
+
+def npz_shape(
+    npz: np.lib.npyio.NpzFile, key: str, path: str | os.PathLike
+) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype an array of an open archive declares, read from its header only.
+
+    The declared size is checked against the data the archive holds and against the machine's
+    memory, so that a corrupt or hostile header (a shape of 29 TiB, a zip bomb) is refused before
+    anything is allocated or decompressed.
+
+    Raises:
+        ReIDError: an object array (which would need pickle), an unreadable header, or a declared
+            size that does not match the stored data or exceeds the memory.
+    """
+    member = key if key in npz.zip.namelist() else f"{key}.npy"
+    try:
+        info = npz.zip.getinfo(member)
+        with npz.zip.open(member) as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f"unsupported .npy format version {version}")
+            header = fh.tell()
+    except KeyError:
+        raise ReIDError(f"{path}: has no array '{key}'") from None
+    except (ValueError, zipfile.BadZipFile, OSError, EOFError, SyntaxError) as exc:
+        raise ReIDError(
+            f"{path}: array '{key}' has no readable .npy header ({first_line(exc)})"
+        ) from None
+    if (
+        info.compress_type == zipfile.ZIP_DEFLATED
+        and info.file_size > 1032 * info.compress_size + 4096
+    ):
+        # Deflate cannot expand data more than ~1032 times: the header lies about the size.
+        raise ReIDError(
+            f"{path}: array '{key}' declares {_human(info.file_size)} from "
+            f"{_human(info.compress_size)} of compressed data, more than deflate can hold: corrupt"
+        )
+    if dtype.hasobject:
+        raise ReIDError(
+            f"{path}: array '{key}' holds Python objects (dtype {dtype}); they would need pickle, "
+            "which is never used; store numbers or fixed-width strings"
+        )
+    declared = dtype.itemsize
+    for size in shape:
+        declared *= int(size)
+    stored = info.file_size - header
+    if declared != stored:
+        raise ReIDError(
+            f"{path}: array '{key}' declares shape {tuple(shape)} of {dtype} "
+            f"({_human(declared)}) but holds {_human(max(stored, 0))} of data: the file is "
+            "truncated or corrupt"
+        )
+    if declared > _memory_bytes():
+        raise ReIDError(
+            f"{path}: array '{key}' declares {_human(declared)}, more than this machine's memory"
+        )
+    return tuple(int(v) for v in shape), dtype
+
+
+def _human(size: int) -> str:
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024 or unit == "PiB":
+            return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} bytes"  # pragma: no cover
+
+
 def npz_array(npz: np.lib.npyio.NpzFile, key: str, path: str | os.PathLike) -> np.ndarray:
-    """One array of an open archive; an object array (which would need pickle) is a ReIDError."""
+    """One array of an open archive, its header checked first (see :func:`npz_shape`)."""
+    npz_shape(npz, key, path)
     try:
         return npz[key]
     except ValueError as exc:
-        raise ReIDError(f"{path}: array '{key}' cannot be read without pickle ({exc})") from None
+        raise ReIDError(f"{path}: array '{key}' is unreadable ({first_line(exc)})") from None
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ReIDError(f"{path}: array '{key}' is unreadable ({exc})") from None
+        raise ReIDError(f"{path}: array '{key}' is unreadable ({first_line(exc)})") from None

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mtmct_reid._io import npz_array, open_npz, save_npz
+from mtmct_reid._io import npz_array, npz_shape, open_npz, save_npz
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.validation import finite_float_array, int64_array
 
@@ -148,6 +148,23 @@ def read_side(npz: np.lib.npyio.NpzFile, path: Path, name: str) -> FeatureSide:
                 f"{path}: missing array '{name}_{required}' (expected query_/gallery_ features "
                 "[N, D], pids [N], cams [N], optional times [N], paths [N])"
             )
+
+    # The headers first: a wrong shape (or a zip bomb's) is refused before any data is read.
+    shape, _ = npz_shape(npz, f"{name}_features", path)
+    if len(shape) != 2:
+        raise ReIDError(f"{path}: '{name}_features' has shape {shape}, expected 2-D [N, D]")
+    if shape[0] == 0:
+        raise ReIDError(
+            f"{path}: '{name}_features' is empty; the {name} side needs at least one row"
+        )
+    for col in ("pids", "cams", "times", "paths"):
+        if f"{name}_{col}" in keys:
+            col_shape, _ = npz_shape(npz, f"{name}_{col}", path)
+            if col_shape != (shape[0],):
+                raise ReIDError(
+                    f"{path}: '{name}_{col}' has shape {col_shape}, expected [{shape[0]}] to match "
+                    f"'{name}_features'"
+                )
 
     def optional(key: str) -> np.ndarray | None:
         return npz_array(npz, key, path) if key in keys else None

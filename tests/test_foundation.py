@@ -119,7 +119,9 @@ def test_featureset_bad_input_names_the_array(tmp_path, mutate, message):
 
 def test_featureset_not_an_npz(tmp_path):
     (tmp_path / "f.npz").write_text("hello")
-    with pytest.raises(ReIDError, match="not a readable .npz"):
+    with pytest.raises(
+        ReIDError, match="not a readable .npz features file .* this file holds text"
+    ):
         FeatureSet.load(tmp_path / "f.npz")
     with pytest.raises(ReIDError, match="not found"):
         FeatureSet.load(tmp_path / "missing.npz")

@@ -59,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--out", type=Path, required=True, metavar="CSV", help="manifest file to write"
     )
+    export.add_argument(
+        "--force", action="store_true", help="overwrite an existing output file of another kind"
+    )
     export.set_defaults(func=run_export)
 
     add_crops_action(actions)
@@ -97,9 +100,11 @@ def run_info(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from mtmct_reid._io import check_output
     from mtmct_reid.data.layouts.manifest import write_manifest
     from mtmct_reid.data.records import SPLITS
 
+    check_output(args.out, "--out", "csv", inputs=(args.data,), force=args.force)
     layout, records = _read(args)
     out = write_manifest(records, args.out)
     counts = ", ".join(f"{s} {int(np.sum(records.splits == s))}" for s in SPLITS)

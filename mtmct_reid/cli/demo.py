@@ -77,9 +77,11 @@ def _synth_options(items: list[str]) -> dict:
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
+    from mtmct_reid._io import check_output
     from mtmct_reid.data.image_size import parse_image_size
     from mtmct_reid.report.demo import DemoConfig, run_demo
 
+    check_output(args.out, "--out", "folder")
     defaults = DemoConfig()
     config = DemoConfig(
         ids=args.ids,

@@ -67,6 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--chunk-size", type=arg_positive_int, default=512, help="score rows computed at once (512)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite an existing output file of another kind"
+    )
     parser.set_defaults(func=run_evaluate)
 
 
@@ -75,7 +78,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     # alternates between numpy's BLAS and torch's kernels, and spinning threads of one pool take the
     # cores from the other (a quarter of the CPU time on 2 cores). Results do not depend on it.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from mtmct_reid._io import write_json
+    from mtmct_reid._io import check_output, write_json
     from mtmct_reid.errors import ReIDError
     from mtmct_reid.featureset import FeatureSet
     from mtmct_reid.retrieval.evaluate import evaluate_featureset, stacked_featureset
@@ -83,8 +86,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.chunk_size < 1:
         raise ReIDError(f"--chunk-size must be positive, got {args.chunk_size}")
-    if args.json is not None and args.json.is_dir():
-        raise ReIDError(f"--json {args.json}: is a folder, expected the path of a .json file")
+    if args.json is not None:
+        check_output(
+            args.json, "--json", "json", inputs=(args.features, args.st_model), force=args.force
+        )
     fusion = FusionParams(
         lambda0=args.lambda0, gamma0=args.gamma0, lambda1=args.lambda1, gamma1=args.gamma1
     )

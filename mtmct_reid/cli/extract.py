@@ -76,10 +76,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--num-workers", type=int, default=0, help="image decoding worker processes (0)"
     )
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite an existing output file of another kind"
+    )
     parser.set_defaults(func=run_extract)
 
 
 def run_extract(args: argparse.Namespace) -> int:
+    from mtmct_reid._io import check_output
     from mtmct_reid.data.image_size import parse_image_size
     from mtmct_reid.data.readers import read_dataset
     from mtmct_reid.errors import ReIDError
@@ -90,8 +94,13 @@ def run_extract(args: argparse.Namespace) -> int:
         raise ReIDError(f"--batch-size must be positive, got {args.batch_size}")
     if args.num_workers < 0:
         raise ReIDError(f"--num-workers must be >= 0, got {args.num_workers}")
-    if args.out.is_dir():
-        raise ReIDError(f"--out {args.out}: is a folder, expected the path of a .npz file")
+    check_output(
+        args.out,
+        "--out",
+        "npz",
+        inputs=(args.checkpoint, args.onnx, args.data_dir),
+        force=args.force,
+    )
     if (args.checkpoint is None) == (args.onnx is None):
         raise ReIDError("pass either a checkpoint or --onnx MODEL (exactly one)")
     if args.devices > 1 or args.num_nodes > 1:

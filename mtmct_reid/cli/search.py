@@ -107,7 +107,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", type=Path, default=None, metavar="PNG", help="write a rank-list image here"
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out image")
+    parser.add_argument(
+        "--force",
+        "--overwrite",
+        dest="force",
+        action="store_true",
+        help="replace an existing --out image, or a --cache file that is not a features cache",
+    )
     parser.add_argument(
         "--cache",
         type=Path,
@@ -215,6 +221,7 @@ def _format_table(result: Any, query_name: str) -> str:
 def run_search(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from mtmct_reid._io import check_output
     from mtmct_reid.data.readers import parse_image_names
     from mtmct_reid.errors import ReIDError
     from mtmct_reid.featureset import FeatureSet
@@ -225,13 +232,20 @@ def run_search(args: argparse.Namespace) -> int:
         raise ReIDError(f"--top-k must be positive, got {args.top_k}")
     if args.batch_size < 1:
         raise ReIDError(f"--batch-size must be positive, got {args.batch_size}")
+    inputs = (
+        args.features,
+        args.gallery,
+        args.checkpoint,
+        args.st_model,
+        args.index,
+        *(args.query or ()),
+    )
     if args.out is not None:
-        if args.out.is_dir():
-            raise ReIDError(
-                f"--out {args.out}: is a folder, expected an image file such as ranks.png"
-            )
-        if args.out.exists() and not args.overwrite:
-            raise ReIDError(f"--out {args.out}: already exists (pass --overwrite to replace it)")
+        check_output(args.out, "--out", "image", inputs=inputs, force=args.force)
+        if args.out.is_file() and not args.force:
+            raise ReIDError(f"--out {args.out}: already exists (pass --force to replace it)")
+    if args.cache is not None:
+        check_output(args.cache, "--cache", "npz", inputs=inputs, force=args.force)
     if args.features is not None:
         if args.query_index is None:
             raise ReIDError("--features needs --query-index I [I ...] (the query rows to search)")

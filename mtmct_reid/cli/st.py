@@ -57,6 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from mtmct_reid.cli.track import add_root_fit_arguments
 
     add_root_fit_arguments(fit)
+    fit.add_argument(
+        "--force", action="store_true", help="overwrite an existing output file of another kind"
+    )
     fit.set_defaults(func=run_fit)
 
     plot = actions.add_parser(
@@ -87,6 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="T",
         help="right end of the time axis (default: the last bin with probability)",
     )
+    plot.add_argument(
+        "--force", action="store_true", help="overwrite an existing output file of another kind"
+    )
     plot.set_defaults(func=run_plot)
 
 
@@ -106,11 +112,13 @@ def _pair_table(model) -> str:
 def run_fit(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from mtmct_reid._io import check_output
     from mtmct_reid.cli.track import run_root_fit
     from mtmct_reid.data.readers import read_dataset
     from mtmct_reid.mtmc.root import is_root
     from mtmct_reid.retrieval.transit import TransitTimeModel
 
+    check_output(args.out, "--out", "npz", inputs=(args.data,), force=args.force)
     if is_root(args.data) or args.from_matches:
         return run_root_fit(args)
     args.bin_width = 100.0 if args.bin_width is None else args.bin_width
@@ -161,10 +169,14 @@ def _ground_truth_density(path: Path):
 
 
 def run_plot(args: argparse.Namespace) -> int:
+    from mtmct_reid._io import check_output
     from mtmct_reid.errors import ReIDError
     from mtmct_reid.report.plots import plot_transit_grid
     from mtmct_reid.retrieval.transit import TransitTimeModel
 
+    check_output(
+        args.out, "--out", "image", inputs=(args.model, args.ground_truth), force=args.force
+    )
     model = TransitTimeModel.load(args.model)
     ground_truth = None
     if args.ground_truth is not None:

@@ -55,6 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_synth(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from mtmct_reid._io import check_output
+
+    check_output(args.out, "OUT", "folder")
     if args.video:
         return run_synth_video(args)
 
