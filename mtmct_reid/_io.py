@@ -186,7 +186,7 @@ def check_output(
             if not stat.S_ISDIR(mode):
                 raise ReIDError(f"{where}: is a file, expected a folder")
         elif stat.S_ISDIR(mode):
-            raise ReIDError(f"{where}: is a folder, expected the path of a {OUTPUT_KINDS[kind]}")
+            raise ReIDError(f"{where}: is a folder, expected the path of {_a(OUTPUT_KINDS[kind])}")
     ancestor = _nearest_existing(Path(resolved).parent if kind != "folder" else Path(resolved))
     if not ancestor.is_dir():
         raise ReIDError(
@@ -209,10 +209,38 @@ def check_output(
             )
     if kind != "folder" and existing.is_file() and not force and not _is_kind(existing, kind):
         raise ReIDError(
-            f"{where}: exists and is {_describe(existing)}, not a {OUTPUT_KINDS[kind]}; "
+            f"{where}: exists and is {_describe(existing)}, not {_a(OUTPUT_KINDS[kind])}; "
             "pass --force to overwrite it"
         )
     return out
+
+
+def require_file(path: str | os.PathLike, label: str, what: str) -> Path:
+    """``path`` if it is a file to read; otherwise one line saying it is a folder or is missing.
+
+    Args:
+        path: the input.
+        label: how to name it in the message (an option such as ``"--checkpoint"``, or ``""``).
+        what: what it should be (``"checkpoint"``, ``"features file"``).
+
+    Example:
+        >>> require_file("/", "--checkpoint", "checkpoint")
+        Traceback (most recent call last):
+        ...
+        mtmct_reid.errors.ReIDError: --checkpoint /: is a folder, expected a checkpoint file
+    """
+    path = Path(path)
+    where = f"{label} {path}" if label else str(path)
+    if path.is_dir():
+        suffix = "" if what.endswith("file") else " file"
+        raise ReIDError(f"{where}: is a folder, expected {_a(what)}{suffix}")
+    if not path.is_file():
+        raise ReIDError(f"{where}: {what} not found")
+    return path
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou.' else 'a'} {noun}"
 
 
 def _write_error(path: Path, exc: OSError) -> ReIDError:
@@ -379,11 +407,7 @@ def open_npz(path: str | os.PathLike, what: str) -> np.lib.npyio.NpzFile:
         >>> with open_npz("features.npz", "features file") as npz:  # doctest: +SKIP
         ...     names = npz.files
     """
-    path = Path(path)
-    if path.is_dir():
-        raise ReIDError(f"{path}: is a folder, expected a {what} (.npz)")
-    if not path.is_file():
-        raise ReIDError(f"{path}: {what} not found")
+    path = require_file(path, "", what)
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)

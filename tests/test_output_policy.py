@@ -122,13 +122,13 @@ OTHER_KIND = {
     "extract --out over a manifest": (
         ["extract", "{CK}", "--data-dir", "{data}", "--out", "{out}"],
         "m",
-        "is text, not a .npz",
+        "is text, not an .npz",
     ),
     "st fit --out over a checkpoint": (["st", "fit", "{m}", "--out", "{out}"], "CK", "checkpoint"),
     "st plot --out over a features file": (
         ["st", "plot", "{st}", "--out", "{out}"],
         "F",
-        "an .npz archive of arrays, not a image",
+        "an .npz archive of arrays, not an image",
     ),
     "dataset export --out over a features file": (
         ["dataset", "export", "{m}", "--out", "{out}"],

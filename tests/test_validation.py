@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import argparse
 import doctest
+import io
+import os
+import tracemalloc
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
+import torch
 
 from mtmct_reid import _runtime, errors, validation
+from mtmct_reid.cli import main
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.validation import (
     INT64_MAX,
@@ -161,3 +167,224 @@ def test_argparse_types_exit_2_with_one_error_line(capsys):
         assert info.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("p: error: argument") and message in err[-1]
+
+
+# --- bad files: refused in one line before anything large is allocated ---------------------------
+
+
+def _features_arrays(n_query: int = 3, n_gallery: int = 5) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for side, n in (("query", n_query), ("gallery", n_gallery)):
+        arrays[f"{side}_features"] = rng.normal(size=(n, 4)).astype(np.float32)
+        arrays[f"{side}_pids"] = np.arange(1, n + 1)
+        arrays[f"{side}_cams"] = np.ones(n, np.int64)
+    return arrays
+
+
+def _npz_bytes(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _run_cli(capsys, argv: list[str]) -> str:
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # refused, never accepted with a Python warning
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_a_huge_declared_shape_is_refused_before_allocating(tmp_path, capsys):
+    # query_features declares 1e6 x 8e6 float32 (29.1 TiB) over its 48 bytes of data.
+    members = {key: _npy(value) for key, value in _features_arrays().items()}
+    members["query_features"] = (
+        _header((1000000, 8000000)) + _features_arrays()["query_features"].tobytes()
+    )
+    path = tmp_path / "huge.npz"
+    path.write_bytes(_zip_of(members))
+    tracemalloc.start()
+    try:
+        line = _run_cli(capsys, ["evaluate", str(path)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "array 'query_features' declares shape (1000000, 8000000) of float32 (29.1 TiB)" in line
+    assert "truncated or corrupt" in line and peak < 20 * 2**20
+
+
+def _zip_of(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, payload in members.items():
+            archive.writestr(f"{name}.npy", payload)
+    return out.getvalue()
+
+
+def _header(shape: tuple[int, ...], descr: str = "<f4") -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": descr, "fortran_order": False, "shape": shape}
+    )
+    return buffer.getvalue()
+
+
+def test_a_zip_bomb_is_refused_from_its_header_without_decompressing(tmp_path, capsys):
+    # 256 MiB of zeros deflated to ~250 KiB, declared as 1-D features: the wrong shape is seen in
+    # the header; nothing is decompressed.
+    arrays = _features_arrays()
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for key, value in arrays.items():
+            if key != "gallery_features":
+                archive.writestr(f"{key}.npy", _npy(value))
+        with archive.open("gallery_features.npy", "w", force_zip64=True) as fh:
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(
+                header, {"descr": "<f4", "fortran_order": False, "shape": (2**26,)}
+            )
+            fh.write(header.getvalue())
+            zeros = bytes(2**20)
+            for _ in range(256):
+                fh.write(zeros)
+    assert path.stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        line = _run_cli(capsys, ["evaluate", str(path)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "'gallery_features' has shape (67108864,), expected 2-D [N, D]" in line
+    assert peak < 20 * 2**20
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("make", "expected", "never"),
+    [
+        # a text file: it is text, not "pickled (object) data"
+        (lambda p: p.write_text("query,gallery\n1,2\n"), "this file holds text", "pickle"),
+        # an array cut short: truncated, not "cannot be read without pickle"
+        (
+            lambda p: p.write_bytes(
+                _zip_of(
+                    {
+                        **{k: _npy(v) for k, v in _features_arrays().items()},
+                        "query_pids": _npy(_features_arrays()["query_pids"])[:-8],
+                    }
+                )
+            ),
+            "truncated or corrupt",
+            "pickle",
+        ),
+        # an object array: named as such, never unpickled
+        (
+            lambda p: p.write_bytes(
+                _npz_bytes(
+                    **{**_features_arrays(), "query_cams": np.array([1, "a", None], dtype=object)}
+                )
+            ),
+            "array 'query_cams' holds Python objects (dtype object)",
+            "Traceback",
+        ),
+        (lambda p: p.mkdir(), "is a folder, expected a features file", "not found"),
+        (
+            lambda p: p.write_bytes(
+                _npz_bytes(**{**_features_arrays(), "query_pids": np.array([1, 2, 3 + 1j])})
+            ),
+            "'query_pids' has dtype complex128, expected integers",
+            "Warning",
+        ),
+        (
+            lambda p: p.write_bytes(
+                _npz_bytes(**{**_features_arrays(), "gallery_pids": np.array([1, 2, 3, 4, 1e30])})
+            ),
+            "'gallery_pids' has 1e+30 at element 4, expected integers",
+            "Warning",
+        ),
+        (
+            lambda p: p.write_bytes(
+                _npz_bytes(
+                    **{
+                        **_features_arrays(),
+                        "query_features": np.array([[1, 2, 3, 4], [0, 0, 0, 1e300], [1, 1, 1, 1]]),
+                    }
+                )
+            ),
+            "'query_features' has NaN, inf or values beyond ±3.4028235e+38 in 1 row(s), "
+            "first at row 1 (1e+300)",
+            "Warning",
+        ),
+    ],
+)
+def test_bad_features_files_are_named_truthfully(tmp_path, capsys, make, expected, never):
+    path = tmp_path / "F.npz"
+    make(path)
+    line = _run_cli(capsys, ["evaluate", str(path)])
+    assert expected in line and never not in line and str(path) in line
+
+
+def _checkpoint(path, **hparams) -> None:
+    from mtmct_reid.models.registry import build_model
+
+    net = build_model("resnet50", 3, backbone="resnet18", weights="none")
+    state = {"model." + k: v for k, v in net.state_dict().items()}
+    defaults = {
+        "model": "resnet50",
+        "backbone": "resnet18",
+        "num_classes": 3,
+        "image_size": [64, 32],
+    }
+    state_override = hparams.pop("state", None)
+    if state_override is not None:
+        state.update(state_override)
+    torch.save({"state_dict": state, "hyper_parameters": {**defaults, **hparams}}, path)
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda p: p.write_bytes(bytes(range(256)) * 40), "not a checkpoint (expected a file"),
+        (lambda p: p.write_bytes(b"\x80\x02" + bytes(range(256)) * 4), "not a checkpoint"),
+        (
+            lambda p: torch.save({"state_dict": {}, "x": argparse.Namespace(a=1)}, p),
+            "holds a Python object (argparse.Namespace) that only pickle could rebuild",
+        ),
+        (lambda p: p.mkdir(), "is a folder, expected a checkpoint file"),
+        (
+            lambda p: _checkpoint(p, dropout="abc"),
+            "dropout must be a finite number in [0.0, 1.0), got 'abc'",
+        ),
+        (
+            lambda p: _checkpoint(p, num_classes=10**13),
+            "num_classes must be a positive integer (at most 1000000), got 10000000000000",
+        ),
+        (
+            lambda p: _checkpoint(p, state={"model.head.classifier.weight": [1, 2]}),
+            "state_dict entry 'model.head.classifier.weight' is a list, expected a tensor",
+        ),
+        (
+            lambda p: _checkpoint(p, image_size=[10**9, 32]),
+            "'image_size' height must be a positive integer (at most 8192)",
+        ),
+    ],
+)
+def test_bad_checkpoints_are_one_line_without_torch_pickle_advice(tmp_path, capsys, make, expected):
+    path = tmp_path / "CK.ckpt"
+    make(path)
+    before = sorted(os.listdir(tmp_path))
+    line = _run_cli(
+        capsys,
+        ["extract", str(path), "--data-dir", str(tmp_path), "--out", str(tmp_path / "o.npz")],
+    )
+    assert expected in line and "weights_only" not in line and str(path) in line
+    assert sorted(os.listdir(tmp_path)) == before

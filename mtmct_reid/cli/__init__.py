@@ -9,9 +9,12 @@ Lightning) inside the function so that ``mtmct-reid --help`` and the numpy-only 
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from mtmct_reid.errors import ReIDError
@@ -75,20 +78,82 @@ def _not_an_advert(record: logging.LogRecord) -> bool:
     return not (record.name.startswith("lightning") and str(record.msg).startswith("💡"))
 
 
+class _Interrupted:
+    """Whether Ctrl-C (SIGINT) reached this process: errors it causes elsewhere (a data-loading
+    worker killed by the same Ctrl-C, a library that turns KeyboardInterrupt into its own error)
+    still end as "interrupted", exit 130."""
+
+    seen = False
+
+    @classmethod
+    def handler(cls, signum: int, frame: object) -> None:
+        cls.seen = True
+        raise KeyboardInterrupt
+
+
+def _install_interrupt_handler() -> object:
+    """Install the handler; return the one it replaced (None when nothing was replaced)."""
+    # Only where SIGINT is handled at all: a process started with SIGINT ignored (a background
+    # job of a script) keeps ignoring it, as its parent asked.
+    if threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    ):
+        return signal.signal(signal.SIGINT, _Interrupted.handler)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``mtmct-reid`` console script; returns the process exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _setup_logging(args.verbose, args.quiet)
+    """Entry point of the ``mtmct-reid`` console script; returns the process exit status.
+
+    A :class:`~mtmct_reid.errors.ReIDError` is printed as one line, exit status 2; Ctrl-C prints
+    ``interrupted``, exit status 130.
+    """
+    _Interrupted.seen = False
+    previous = _install_interrupt_handler()
     try:
+        return _run(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    command = "mtmct-reid"
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command = f"mtmct-reid {args.command}"
+        _setup_logging(args.verbose, args.quiet)
         result = args.func(args)
     except ReIDError as exc:
-        print(f"mtmct-reid {args.command}: error: {exc}", file=sys.stderr)
+        if _Interrupted.seen:
+            return _interrupted(command)
+        message = " ".join(str(exc).split("\n"))  # one line, whatever a message quoted
+        print(f"{command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"mtmct-reid {args.command}: interrupted", file=sys.stderr)
-        return 130
-    return int(result or 0)
+        pass  # handled below, once the exception (and the frames it holds) is released
+    except Exception:
+        if not _Interrupted.seen:
+            raise
+    else:
+        return int(result or 0)
+    return _interrupted(command)
+
+
+def _interrupted(command: str) -> int:
+    """Say "interrupted"; exit status 130 (128 + SIGINT, as a shell reports it)."""
+    # Objects cut off mid-construction by Ctrl-C (a DataLoader iterator whose workers were
+    # starting) complain from their destructors; collect them now, quietly, so that the
+    # last line the user sees is this one.
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: None
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    print(f"{command}: interrupted", file=sys.stderr)
+    return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

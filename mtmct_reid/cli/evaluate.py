@@ -78,7 +78,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     # alternates between numpy's BLAS and torch's kernels, and spinning threads of one pool take the
     # cores from the other (a quarter of the CPU time on 2 cores). Results do not depend on it.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from mtmct_reid._io import check_output, write_json
+    from mtmct_reid._io import check_output, require_file, write_json
     from mtmct_reid.errors import ReIDError
     from mtmct_reid.featureset import FeatureSet
     from mtmct_reid.retrieval.evaluate import evaluate_featureset, stacked_featureset
@@ -93,8 +93,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     fusion = FusionParams(
         lambda0=args.lambda0, gamma0=args.gamma0, lambda1=args.lambda1, gamma1=args.gamma1
     )
-    if args.st_model is not None and not args.st_model.is_file():
-        raise ReIDError(f"--st-model {args.st_model}: transit-time model file not found")
+    if args.st_model is not None:
+        require_file(args.st_model, "--st-model", "transit-time model file")
     # One array for the query and gallery rows: evaluation normalises it in place, no second copy.
     features = stacked_featureset(FeatureSet.load(args.features))
     st_model = None

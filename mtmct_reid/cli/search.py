@@ -165,11 +165,11 @@ def _per_query(values: list | None, count: int, option: str, default: float) -> 
 def _check_query_images(paths: list[Path]) -> None:
     from PIL import Image, UnidentifiedImageError
 
+    from mtmct_reid._io import require_file
     from mtmct_reid.errors import ReIDError
 
     for path in paths:
-        if not path.is_file():
-            raise ReIDError(f"--query {path}: image not found")
+        require_file(path, "--query", "image")
         try:
             with Image.open(path) as image:
                 image.verify()
@@ -221,7 +221,7 @@ def _format_table(result: Any, query_name: str) -> str:
 def run_search(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from mtmct_reid._io import check_output
+    from mtmct_reid._io import check_output, require_file
     from mtmct_reid.data.readers import parse_image_names
     from mtmct_reid.errors import ReIDError
     from mtmct_reid.featureset import FeatureSet
@@ -275,8 +275,8 @@ def run_search(args: argparse.Namespace) -> int:
     needs_model = args.query is not None or (args.gallery is not None and not gallery_is_file)
     if needs_model and args.checkpoint is None:
         raise ReIDError(f"--gallery {args.gallery}: extracting a folder needs --checkpoint")
-    if args.checkpoint is not None and not args.checkpoint.is_file():
-        raise ReIDError(f"--checkpoint {args.checkpoint}: checkpoint not found")
+    if args.checkpoint is not None:
+        require_file(args.checkpoint, "--checkpoint", "checkpoint")
 
     # The model is built only for query images; a folder gallery builds it on a cache miss.
     model = hparams = None

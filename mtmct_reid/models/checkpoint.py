@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from mtmct_reid._io import require_file
 from mtmct_reid.errors import ReIDError, torch_load_failure
 from mtmct_reid.models.registry import ReIDModel, build_model
 from mtmct_reid.validation import positive_int
@@ -42,10 +43,7 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     path = Path(path)
     # Memory-mapped, reading the hyper-parameters (resume, search, extract) does not read every
     # weight and optimiser buffer of the file; files of torch's old non-zip format cannot be mapped.
-    if path.is_dir():
-        raise ReIDError(f"{path}: is a folder, expected a checkpoint file")
-    if not path.is_file():
-        raise ReIDError(f"{path}: checkpoint not found")
+    require_file(path, "", "checkpoint")
     errors = []
     for mmap in (True, False):
         try:
