@@ -246,6 +246,12 @@ def validate_side(
                 f"{path}: '{name}_{col}' has shape {arr.shape}, expected [{n}] to match '{name}_features'"
             )
     pids, cams = (int64_array(f"{path}: '{name}_{col}'", columns[col]) for col in ("pids", "cams"))
+    negative = np.flatnonzero(pids < -1)
+    if negative.size:
+        raise ReIDError(
+            f"{path}: '{name}_pids' has {int(pids[negative[0]])} at element {negative[0]}, "
+            "expected ids >= 0 (0 a distractor) or -1 (junk)"
+        )
     if times is None:
         times_f = np.full(n, np.nan)
     else:

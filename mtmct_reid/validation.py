@@ -13,11 +13,12 @@ keep integers within int64 so that no later numpy cast overflows or wraps.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import operator
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -335,3 +336,70 @@ arg_positive_int = arg_int(minimum=1)
 
 #: argparse ``type=`` for options that may be zero (``--num-workers``, ``--seed``).
 arg_nonnegative_int = arg_int(minimum=0)
+
+
+def typed_options(defaults: Any, options: Mapping[str, Any], label: str) -> dict[str, Any]:
+    """``KEY=VALUE`` options for a dataclass, each checked against the type of its default.
+
+    An int field takes an integer within int64 (whole floats too), a float field a finite number,
+    a bool field true or false, a tuple of numbers a list of as many numbers, a tuple of strings a
+    non-empty list of strings; unknown keys are refused. Ranges are the dataclass's to check.
+
+    Args:
+        defaults: an instance of the dataclass holding the default values.
+        options: the user's options.
+        label: how the options are named in messages (``"--synth"``).
+
+    Example:
+        >>> @dataclasses.dataclass
+        ... class Knobs:
+        ...     fraction: float = 0.5
+        ...     visits_range: tuple = (2, 4)
+        >>> typed_options(Knobs(), {"visits_range": [3, 5]}, "--synth")
+        {'visits_range': (3, 5)}
+        >>> typed_options(Knobs(), {"fraction": "abc"}, "--synth")
+        Traceback (most recent call last):
+        ...
+        mtmct_reid.errors.ReIDError: --synth fraction must be a finite number, got 'abc'
+    """
+    known = {field.name: getattr(defaults, field.name) for field in dataclasses.fields(defaults)}
+    checked = {}
+    for key, value in options.items():
+        if key not in known:
+            raise ReIDError(f"{label} {key}: unknown option; known: {', '.join(sorted(known))}")
+        checked[key] = _like(f"{label} {key}", known[key], value)
+    return checked
+
+
+def _like(name: str, default: Any, value: Any) -> Any:
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise ReIDError(f"{name} must be true or false, got {shown(value)}")
+    if isinstance(default, int):
+        return as_int(name, value, whole_floats=True)
+    if isinstance(default, float):
+        return as_float(name, value)
+    if isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        raise ReIDError(f"{name} must be text, got {shown(value)}")
+    if isinstance(default, tuple):
+        if default and all(isinstance(item, str) for item in default):
+            if (
+                isinstance(value, (list, tuple))
+                and value
+                and all(isinstance(item, str) for item in value)
+            ):
+                return tuple(value)
+            raise ReIDError(f"{name} must be a non-empty list of names, got {shown(value)}")
+        if not isinstance(value, (list, tuple)) or len(value) != len(default):
+            raise ReIDError(
+                f"{name} must be a list of {len(default)} numbers like {list(default)}, "
+                f"got {shown(value)}"
+            )
+        return tuple(
+            _like(f"{name}[{index}]", item, given)
+            for index, (item, given) in enumerate(zip(default, value, strict=True))
+        )
+    return value

@@ -299,6 +299,13 @@ def _npy(array: np.ndarray) -> bytes:
         (lambda p: p.mkdir(), "is a folder, expected a features file", "not found"),
         (
             lambda p: p.write_bytes(
+                _npz_bytes(**{**_features_arrays(), "query_pids": np.array([1, -7, 2])})
+            ),
+            "'query_pids' has -7 at element 1, expected ids >= 0 (0 a distractor) or -1 (junk)",
+            "Traceback",
+        ),
+        (
+            lambda p: p.write_bytes(
                 _npz_bytes(**{**_features_arrays(), "query_pids": np.array([1, 2, 3 + 1j])})
             ),
             "'query_pids' has dtype complex128, expected integers",
@@ -388,3 +395,18 @@ def test_bad_checkpoints_are_one_line_without_torch_pickle_advice(tmp_path, caps
     )
     assert expected in line and "weights_only" not in line and str(path) in line
     assert sorted(os.listdir(tmp_path)) == before
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("lookalike_fraction=abc", "demo --synth lookalike_fraction must be a finite number"),
+        ("bin_width=abc", "demo --synth bin_width must be an integer within int64, got 'abc'"),
+        ("visits_range=5", "demo --synth visits_range must be a list of 2 numbers like [2, 4]"),
+        ("bogus=1", "demo --synth bogus: unknown option; known: "),
+    ],
+)
+def test_demo_synth_options_are_typed_before_anything_is_written(tmp_path, capsys, option, message):
+    out = tmp_path / "demo"
+    line = _run_cli(capsys, ["demo", "--out", str(out), "--synth", option])
+    assert message in line and not out.exists()

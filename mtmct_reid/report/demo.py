@@ -36,6 +36,7 @@ import numpy as np
 from mtmct_reid._io import write_json, write_text
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.retrieval.transit import TRANSIT_FILE
+from mtmct_reid.validation import typed_options
 
 if TYPE_CHECKING:
     from mtmct_reid.data.records import Records
@@ -280,7 +281,9 @@ def _synth_config(config: DemoConfig) -> SynthConfig:
     try:
         synth = SynthConfig(
             **{
-                **dict(config.synth),
+                # Each option typed like its default: "abc" for a number is one line, not a
+                # TypeError deep inside validation.
+                **typed_options(SynthConfig(), config.synth, "demo --synth"),
                 "num_ids": config.ids,
                 "num_cameras": config.cameras,
                 "seed": config.seed,
