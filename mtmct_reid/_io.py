@@ -21,11 +21,12 @@ import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -80,6 +81,27 @@ def _stream_target(path: Path) -> bool:
     return stat.S_ISREG(mode) and (
         _under(text, ("/dev",)) or re.match(r"^/proc/(self|\d+)/fd/\d+$", text) is not None
     )
+
+
+def _own_descriptor(path: Path) -> int | None:
+    """The descriptor number ``path`` names, for /dev/stdout, /dev/stderr, /dev/fd/N and
+    /proc/self/fd/N; None for any other path."""
+    text = os.path.abspath(path)
+    named = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
+    if text in named:
+        return named[text]
+    match = re.match(rf"^(?:/dev/fd|/proc/(?:self|{os.getpid()})/fd)/(\d+)$", text)
+    return int(match.group(1)) if match else None
+
+
+def _open_stream(path: Path) -> BinaryIO:
+    """Open a pipe or device for appending. One of this process's own descriptors (/dev/stdout)
+    is written through itself, so the shared offset keeps what was printed before and after in
+    order."""
+    fd = _own_descriptor(path)
+    if fd is not None:
+        return os.fdopen(os.dup(fd), "ab")
+    return open(path, "ab")
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -347,7 +369,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         yield tmp
         if stream:
-            with open(tmp, "rb") as src, open(final, "wb") as dst:
+            # Appended, not truncated: /dev/stdout redirected to a file already holds what this
+            # process printed (flushed first, so the two stay in order).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            with open(tmp, "rb") as src, _open_stream(final) as dst:
                 shutil.copyfileobj(src, dst)
             tmp.unlink()
         else:

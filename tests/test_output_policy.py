@@ -328,3 +328,26 @@ def test_temporaries_of_a_killed_writer_are_removed_by_the_next_write(tmp_path):
     with atomic_path(out) as tmp:
         tmp.write_text("a,b\n")
     assert sorted(os.listdir(tmp_path)) == sorted([out.name, alive.name])
+
+
+def test_dev_stdout_redirected_to_a_file_gets_the_table_then_the_json(files, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out.txt"
+    repo = Path(__file__).resolve().parents[1]
+    with open(out, "wb") as fh:
+        code = subprocess.run(
+            [sys.executable, "-m", "mtmct_reid", "evaluate", str(files["F"]), "--no-progress"]
+            + ["--json", "/dev/stdout"],
+            stdout=fh,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(repo)},
+            timeout=120,
+        ).returncode
+    assert code == 0
+    text = out.read_text()
+    table, _, rest = text.partition("{")
+    assert "mAP" in table and "wrote /dev/stdout" in rest
+    assert json.loads("{" + rest[: rest.rindex("}") + 1])["modes"]["visual"]["queries"] == 6
+    assert sorted(os.listdir(tmp_path)) == ["out.txt"]
