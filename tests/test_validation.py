@@ -410,3 +410,31 @@ def test_demo_synth_options_are_typed_before_anything_is_written(tmp_path, capsy
     out = tmp_path / "demo"
     line = _run_cli(capsys, ["demo", "--out", str(out), "--synth", option])
     assert message in line and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # No option may start more worker processes than the cores this process may use.
+        (["--num-workers", "100000"], "argument --num-workers: must be an integer in [0, "),
+        (["--batch-size", "99999999999999999999"], "argument --batch-size: must be a positive"),
+        (["--batch-size", "0"], "argument --batch-size: must be a positive integer (at most 4096)"),
+    ],
+)
+def test_extract_bounds_its_processes_and_batches_in_one_line(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as info:
+        main(
+            ["extract", "CK", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o.npz"), *argv]
+        )
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"mtmct-reid extract: error: {message}") and os.listdir(tmp_path) == []
+
+
+def test_argument_errors_of_every_verb_are_one_line(capsys):
+    for argv in (["evalute"], ["evaluate"], ["st", "fit"], ["synth", "--ids", "x", "o"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "error: " in err and "--help" in err

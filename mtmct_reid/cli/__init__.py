@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
 from mtmct_reid.errors import ReIDError
 
@@ -51,8 +52,16 @@ def add_layout_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
     parser.add_argument("--pattern", default=None, metavar="RE", help=PATTERN_HELP)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block), exit status 2, like every
+    other error of the command line. Sub-command parsers are of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mtmct-reid",
         description="Multi-camera person re-identification with spatial-temporal fusion (st-ReID).",
     )

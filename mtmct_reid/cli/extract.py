@@ -6,7 +6,12 @@ import argparse
 import time
 from pathlib import Path
 
+from mtmct_reid._runtime import usable_cores
 from mtmct_reid.cli import add_layout_arguments
+from mtmct_reid.validation import arg_int
+
+#: Largest batch: beyond it a batch of 384x192 images alone takes gigabytes.
+MAX_BATCH_SIZE = 4096
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-dir", type=Path, required=True, help="dataset root folder")
     parser.add_argument("--out", type=Path, required=True, help="features file to write (.npz)")
     add_layout_arguments(parser)
-    parser.add_argument("--batch-size", type=int, default=64, help="images per batch (64)")
+    parser.add_argument(
+        "--batch-size",
+        type=arg_int(1, MAX_BATCH_SIZE),
+        default=64,
+        help=f"images per batch, 1..{MAX_BATCH_SIZE} (64)",
+    )
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N"
     )
@@ -74,7 +84,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--no-flip", action="store_true", help="do not add the mirrored image's features"
     )
     parser.add_argument(
-        "--num-workers", type=int, default=0, help="image decoding worker processes (0)"
+        "--num-workers",
+        # No more worker processes than the cores this process may use.
+        type=arg_int(0, usable_cores()),
+        default=0,
+        help=f"image decoding worker processes, 0..{usable_cores()} (0)",
     )
     parser.add_argument(
         "--force", action="store_true", help="overwrite an existing output file of another kind"
@@ -90,10 +104,6 @@ def run_extract(args: argparse.Namespace) -> int:
     from mtmct_reid.features import extract_featureset
     from mtmct_reid.models.checkpoint import load_model_from_checkpoint
 
-    if args.batch_size < 1:
-        raise ReIDError(f"--batch-size must be positive, got {args.batch_size}")
-    if args.num_workers < 0:
-        raise ReIDError(f"--num-workers must be >= 0, got {args.num_workers}")
     check_output(
         args.out,
         "--out",
