@@ -153,7 +153,8 @@ def test_evaluate_killed_or_interrupted_keeps_the_old_json(big_features, tmp_pat
         assert marker == b"100%"
         assert "modes" in json.loads(out.read_text())
     else:
-        assert _digest(out) == old
+        if _digest(out) != old:  # killed after the rename: then the new file is whole
+            assert marker == b"100%" and "modes" in json.loads(out.read_text())
         if signum == signal.SIGINT:
             _interrupted_as_promised(cmd, code)
             assert _temporaries(tmp_path) == []
