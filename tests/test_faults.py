@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,6 +52,15 @@ class Command:
         """Wait until stderr shows ``marker``; False if the command ended first."""
         deadline = time.monotonic() + timeout
         while marker not in self.stderr:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def wait_for_pattern(self, pattern: bytes, timeout: float = 60.0) -> bool:
+        """Wait until stderr matches the regular expression ``pattern``."""
+        deadline = time.monotonic() + timeout
+        while re.search(pattern, self.stderr) is None:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 return False
             time.sleep(0.01)
@@ -236,9 +246,10 @@ def checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+# While extracting: the tqdm bar on stderr counts at least one image.
 EXTRACT_POINTS = [
-    (signal.SIGINT, b"%|"),  # while extracting (a tqdm bar is on stderr)
-    (signal.SIGKILL, b"%|"),
+    (signal.SIGINT, rb"\| *[1-9]\d*/\d+ \["),
+    (signal.SIGKILL, rb"\| *[1-9]\d*/\d+ \["),
 ]
 
 
@@ -253,12 +264,13 @@ def test_extract_killed_or_interrupted_keeps_the_old_features(
     old = _digest(out)
     ckpt = _digest(checkpoint)
     args = ("extract", str(checkpoint), "--data-dir", str(tiny_network), "--out", str(out))
-    with command(*args, "--num-workers", "1") as cmd:
-        cmd.wait_for(marker, timeout=120)
+    # One image per batch, so that the signal lands mid-extraction.
+    with command(*args, "--num-workers", "1", "--batch-size", "1") as cmd:
+        assert cmd.wait_for_pattern(marker, timeout=120), cmd.stderr[-2000:]
         cmd.signal(signum)
         code = cmd.finish()
         assert cmd.group_gone()  # its data-loading worker too
-    assert code != 0  # the point is mid-extraction
+    assert code != 0, cmd.stderr[-2000:]  # the point is mid-extraction
     assert _digest(out) == old
     if signum == signal.SIGINT:
         _interrupted_as_promised(cmd, code)
