@@ -40,6 +40,8 @@ OUTPUT_KINDS = {
     "text": "text file",
     "image": "image (.png/.pdf/.svg)",
     "folder": "folder",
+    # A format with no recognisable signature (ONNX, a FAISS index): every rule but the kind's.
+    "file": "file",
 }
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -157,6 +159,8 @@ def _is_kind(path: Path, kind: str) -> bool:
         return looks in ("text", "JSON text") if kind == "text" else looks == "text"
     if kind == "image":
         return looks in ("a PNG image", "a PDF document", "an SVG image")
+    if kind == "file":
+        return True
     raise ValueError(f"unknown output kind {kind!r}; known: {', '.join(OUTPUT_KINDS)}")
 
 

@@ -84,6 +84,9 @@ SAME_AS_INPUT = {
         ["search", "--features", "{F}", "--query-index", "0", "--cache", "{F}"],
         "F",
     ),
+    "export CK --out CK": (["export", "{CK}", "--out", "{CK}"], "CK"),
+    "index build F --out F": (["index", "build", "{F}", "--out", "{F}"], "F"),
+    "track-eval m m --json m": (["track-eval", "{m}", "{m}", "--json", "{m}"], "m"),
 }
 
 
@@ -204,6 +207,8 @@ def test_impossible_output_places_are_one_line(files, tmp_path, capsys, verb, pl
         (["synth", "/proc/self/net"], "under /proc"),
         (["demo", "--out", "{plain}"], "is a file, expected a folder"),
         (["demo", "--out", "/sys/kernel/x"], "under /sys"),
+        (["dataset", "crops", "{plain}", "--out", "{plain}"], "is a file, expected a folder"),
+        (["track", "{plain}", "--checkpoint", "{plain}", "--out", "{plain}"], "expected a folder"),
     ],
 )
 def test_folder_outputs_refuse_files_and_kernel_trees(tmp_path, capsys, argv, message):

@@ -47,12 +47,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from mtmct_reid._io import check_output
     from mtmct_reid.data.image_size import parse_image_size
     from mtmct_reid.errors import ReIDError
     from mtmct_reid.export import export_onnx, generated_images, list_images, require_onnx
     from mtmct_reid.models.checkpoint import load_model_from_checkpoint
 
     require_onnx()
+    check_output(args.out, "--out", "file", inputs=(args.checkpoint,))
     if args.out.is_dir():
         raise ReIDError(f"--out {args.out}: is a folder, expected the path of a .onnx file")
     if args.out.resolve() == args.checkpoint.resolve():

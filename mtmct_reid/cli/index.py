@@ -60,12 +60,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from mtmct_reid._io import check_output
     from mtmct_reid.errors import ReIDError
     from mtmct_reid.featureset import FeatureSet
     from mtmct_reid.index import build_index, require_faiss, side_file
 
     require_faiss()
-    out = args.out
+    out = check_output(args.out, "--out", "file", inputs=(args.features,))
     if out.is_dir():
         raise ReIDError(f"--out {out}: is a folder, expected the path of an index file")
     if out.resolve() == args.features.resolve() or side_file(out).resolve() == (

@@ -105,9 +105,12 @@ def is_mtmc_root(path: Path) -> bool:
 def run_info_root(args: argparse.Namespace) -> int:
     import json
 
+    from mtmct_reid._io import check_output
     from mtmct_reid.mtmc.root import read_root
     from mtmct_reid.mtmc.summary import format_root_summary, root_summary, write_previews
 
+    if args.preview is not None:
+        check_output(args.preview, "--preview", "folder")
     root = read_root(args.data)
     summary = root_summary(root)
     if args.json:
@@ -168,9 +171,11 @@ def add_crops_action(actions: argparse._SubParsersAction) -> None:
 
 
 def run_crops(args: argparse.Namespace) -> int:
+    from mtmct_reid._io import check_output
     from mtmct_reid.mtmc.root import read_root
     from mtmct_reid.mtmc.summary import write_crop_dataset
 
+    check_output(args.out, "--out", "folder")
     result = write_crop_dataset(
         read_root(args.data),
         args.out,

@@ -126,6 +126,7 @@ def _read_ground_truth(path: Path, root):
 def run_track(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from mtmct_reid._io import check_output
     from mtmct_reid.errors import ReIDError
     from mtmct_reid.mtmc.associate import build_dendrogram, check_threshold
     from mtmct_reid.mtmc.root import read_root
@@ -144,6 +145,7 @@ def run_track(args: argparse.Namespace) -> int:
     )
     from mtmct_reid.retrieval.transit import TransitTimeModel
 
+    check_output(args.out, "--out", "folder")
     start = time.perf_counter()
     threshold = None if args.threshold is None else check_threshold(args.threshold)
     if args.modes and args.eval is None:

@@ -55,14 +55,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--json", type=Path, default=None, metavar="OUT", help="write the scores as JSON"
     )
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite an existing --json file of another kind"
+    )
     parser.set_defaults(func=run_track_eval)
 
 
 def run_track_eval(args: argparse.Namespace) -> int:
-    from mtmct_reid._io import write_json
+    from mtmct_reid._io import check_output, write_json
     from mtmct_reid.errors import ReIDError
     from mtmct_reid.mtmc.metrics import evaluate_tracks
     from mtmct_reid.mtmc.root import DET, GT, is_root, read_aicity, read_root
+
+    if args.json is not None:
+        check_output(args.json, "--json", "json", inputs=(args.pred, args.gt), force=args.force)
 
     gt_root = None
     if is_root(args.gt):
