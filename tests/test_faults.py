@@ -135,9 +135,9 @@ def big_features(tmp_path_factory) -> Path:
     return path
 
 
-# (signal, what to wait for before sending it): during start-up, while evaluating, at the end.
+# (signal, what to wait for before sending it): while evaluating, and at the end. (Not during
+# Python's own start-up: a signal there stops the interpreter before any of the toolkit runs.)
 EVALUATE_POINTS = [
-    (signal.SIGINT, None),
     (signal.SIGINT, b"evaluating:"),
     (signal.SIGKILL, b"evaluating:"),
     (signal.SIGKILL, b"100%"),
@@ -152,10 +152,7 @@ def test_evaluate_killed_or_interrupted_keeps_the_old_json(big_features, tmp_pat
     old = _digest(out)
     features = _digest(big_features)
     with command("evaluate", str(big_features), "--json", str(out)) as cmd:
-        if marker is None:
-            time.sleep(0.3)
-        else:
-            cmd.wait_for(marker)
+        cmd.wait_for(marker)
         cmd.signal(signum)
         code = cmd.finish()
         assert cmd.group_gone()
@@ -186,9 +183,9 @@ def _images_under(folder: Path) -> int:
     return sum(len([f for f in files if f.endswith(".jpg")]) for _, _, files in os.walk(folder))
 
 
-# (signal, images written before it is sent): during start-up, and while images are written.
+# (signal, images written before it is sent): as the first image appears, and later.
 SYNTH_POINTS = [
-    (signal.SIGINT, 0),
+    (signal.SIGINT, 1),
     (signal.SIGINT, 20),
     (signal.SIGKILL, 20),
 ]
@@ -199,20 +196,17 @@ def test_synth_killed_or_interrupted_leaves_no_network_that_looks_whole(tmp_path
     out = tmp_path / "net"
     args = ("synth", str(out), "--ids", "60", "--cameras", "4", "--image-size", "64x32")
     with command(*args) as cmd:
-        if images == 0:
-            time.sleep(0.3)
-        else:
-            deadline = time.monotonic() + 120
-            while _images_under(tmp_path) < images and cmd.proc.poll() is None:
-                assert time.monotonic() < deadline
-                time.sleep(0.005)
+        deadline = time.monotonic() + 120
+        while _images_under(tmp_path) < images and cmd.proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
         cmd.signal(signum)
         code = cmd.finish()
         assert cmd.group_gone()
     # No half network under the name asked for: either nothing, or a whole one.
     assert not out.exists() or (out / "ground_truth.json").is_file()
     if code == 0:  # a fast machine may finish first: then the network is whole
-        assert images > 0 and (out / "ground_truth.json").is_file()
+        assert (out / "ground_truth.json").is_file()
     elif signum == signal.SIGINT:
         _interrupted_as_promised(cmd, code)
         assert [p for p in os.listdir(tmp_path) if p != "net"] == []
