@@ -261,3 +261,14 @@ def test_hostile_input_is_one_line_exit_2_and_changes_nothing(tmp_path, capsys, 
     err = _one_line_error(capsys)
     assert err.startswith("mtmct-reid dataset: error: ") and expected in err
     assert _snapshot(tmp_path) == before
+
+
+def test_export_over_the_manifest_a_folder_was_read_through_is_refused(tmp_path, capsys):
+    write_images(tmp_path / "data", ["a.jpg", "b.jpg"])
+    manifest = tmp_path / "data" / "manifest.csv"
+    manifest.write_text("path,pid,camera,note\na.jpg,1,1,keep this column\nb.jpg,2,2,and this\n")
+    before = _snapshot(tmp_path)
+    assert main(["dataset", "export", str(tmp_path / "data"), "--out", str(manifest)]) == 2
+    err = _one_line_error(capsys)
+    assert "is the command's input" in err and str(manifest) in err
+    assert _snapshot(tmp_path) == before

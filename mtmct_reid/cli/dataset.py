@@ -101,11 +101,14 @@ def run_export(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mtmct_reid._io import check_output
-    from mtmct_reid.data.layouts.manifest import write_manifest
+    from mtmct_reid.data.layouts.manifest import find_manifest, write_manifest
     from mtmct_reid.data.records import SPLITS
 
     check_output(args.out, "--out", "csv", inputs=(args.data,), force=args.force)
     layout, records = _read(args)
+    if layout == "manifest" and args.data.is_dir():
+        # The folder was read through its manifest, which is then an input as much as the folder.
+        check_output(args.out, "--out", "csv", inputs=(find_manifest(args.data),), force=args.force)
     out = write_manifest(records, args.out)
     counts = ", ".join(f"{s} {int(np.sum(records.splits == s))}" for s in SPLITS)
     print(f"wrote {out}: {len(records)} images ({counts}) read as {layout}")
