@@ -119,7 +119,7 @@ def _temporaries(folder: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def big_features(tmp_path_factory) -> Path:
-    """Large enough that evaluation takes a moment (1000 queries × 10000 gallery, 64-d)."""
+    """Large enough that evaluation takes a moment (2000 queries × 30000 gallery, 64-d)."""
     rng = np.random.default_rng(0)
 
     def side(n: int) -> FeatureSide:
@@ -131,7 +131,7 @@ def big_features(tmp_path_factory) -> Path:
         )
 
     path = tmp_path_factory.mktemp("faults") / "F.npz"
-    FeatureSet(side(1000), side(10000)).save(path)
+    FeatureSet(side(2000), side(30000)).save(path)
     return path
 
 

@@ -122,7 +122,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(argv)
     finally:
-        if previous is not None:
+        if argv is None and previous is not None:
+            # The program's run is over (its outputs are whole, or it said why not): a Ctrl-C
+            # while the interpreter shuts down would only turn that outcome into a traceback.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        elif previous is not None:  # called in-process: give the caller its handler back
             signal.signal(signal.SIGINT, previous)
 
 
