@@ -7,11 +7,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from mtmct_reid import cli
 from mtmct_reid.errors import ReIDError
-from mtmct_reid.report.demo import (
+from mtmct_reid.pipelines.demo import (
     MARKER_NAME,
     STAGES,
     DemoConfig,
@@ -99,12 +100,21 @@ def test_bad_settings_are_one_line_errors(tmp_path, capsys):
         (["--synth", "lookalike_fraction=3"], "lookalike_fraction"),
         (["--synth", "oops"], "KEY=VALUE"),
         (["--image-size", "big"], "image size"),
+        (["--synth", "lookalike_fraction=abc"], "lookalike_fraction"),
+        (["--synth", "bin_width=abc"], "bin_width"),
+        (["--synth", "visits_range=5"], "visits_range"),
+        (["--device", "cuda:99"], "cuda:99"),
+        (["--device", "tpu"], "device 'tpu'"),
     ]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "CUDA is not available"))
     for argv, message in cases:
         code = cli.main(["demo", "--out", str(tmp_path / "d"), *argv])
         err = capsys.readouterr().err
         assert code == 2 and message in err, (argv, err)
-        assert len(err.strip().splitlines()) == 1
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        # Refused before anything is written: no output folder, no network.
+        assert not (tmp_path / "d").exists(), argv
 
 
 class _Ranked:

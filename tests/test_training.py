@@ -29,6 +29,7 @@ from mtmct_reid.training import (
     lr_factor,
     part_loss,
 )
+from mtmct_reid.training.module import Optimisation
 
 SIZE = (64, 32)
 
@@ -38,8 +39,15 @@ def _datamodule(root: Path, **options) -> ReIDDataModule:
     return ReIDDataModule(root, **options)
 
 
+_OPTIMISATION = {field.name for field in dataclasses.fields(Optimisation)}
+
+
 def _module(num_classes: int, **options) -> ReIDLightningModule:
+    """A small module; optimiser options (``lr=...``) go into its ``Optimisation`` group."""
+    optimisation = {k: options.pop(k) for k in list(options) if k in _OPTIMISATION}
     options = {"model": "pcb", "backbone": "resnet18", "weights": "none", **options}
+    if optimisation:
+        options["optimisation"] = Optimisation(**optimisation)
     return ReIDLightningModule(num_classes=num_classes, image_size=SIZE, **options)
 
 
@@ -227,8 +235,11 @@ def test_hyperparameters_rebuild_the_model(tmp_path: Path) -> None:
     assert hp.dropout == 0.3
     # Options read from YAML may be text ("5e-4" is a string to YAML 1.1).
     from_yaml = _module(7, weight_decay="5e-4", step_size="10", lr=0.05)
-    assert from_yaml.hparams.weight_decay == 5e-4 and from_yaml.hparams.step_size == 10
-    with pytest.raises(ReIDError, match="lr must be a finite number, got 'fast'"):
+    assert from_yaml.optimisation.weight_decay == 5e-4 and from_yaml.optimisation.step_size == 10
+    # Stored as plain values: the checkpoint is read without pickle and rebuilds the groups.
+    assert from_yaml.hparams.optimisation["weight_decay"] == 5e-4
+    assert ReIDLightningModule(**from_yaml.hparams).optimisation == from_yaml.optimisation
+    with pytest.raises(ReIDError, match="lr must be a finite number.*got 'fast'"):
         _module(7, lr="fast")
     with pytest.raises(ReIDError, match="nesterov must be true or false"):
         _module(7, nesterov="yes")

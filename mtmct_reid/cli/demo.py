@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from mtmct_reid.report.demo import DemoConfig
+    from mtmct_reid.pipelines.demo import DemoConfig
 
     defaults = DemoConfig()
     parser = subparsers.add_parser(
@@ -79,7 +79,7 @@ def _synth_options(items: list[str]) -> dict:
 def run_demo_command(args: argparse.Namespace) -> int:
     from mtmct_reid._io import check_output
     from mtmct_reid.data.image_size import parse_image_size
-    from mtmct_reid.report.demo import DemoConfig, run_demo
+    from mtmct_reid.pipelines.demo import DemoConfig, run_demo
 
     check_output(args.out, "--out", "folder")
     defaults = DemoConfig()

@@ -9,7 +9,6 @@ several ranks can be put back in order and padded duplicates dropped.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from mtmct_reid.data.images import (
 )
 from mtmct_reid.data.records import Records
 from mtmct_reid.errors import ReIDError
+from mtmct_reid.validation import as_float, as_int
 
 log = logging.getLogger(__name__)
 
@@ -44,43 +44,6 @@ def default_num_workers() -> int:
         True
     """
     return max(0, min(8, usable_cores() - 1))
-
-
-def as_float(name: str, value: Any) -> float:
-    """``value`` as a finite float (numbers and numeric text such as YAML's ``"5e-4"``).
-
-    Example:
-        >>> as_float("weight_decay", "5e-4")
-        0.0005
-    """
-    try:
-        number = float(value) if not isinstance(value, bool) else math.nan
-    except (TypeError, ValueError):
-        number = math.nan
-    if not math.isfinite(number):
-        raise ReIDError(f"{name} must be a finite number, got {value!r}")
-    return number
-
-
-def as_int(name: str, value: Any, minimum: int | None = None) -> int:
-    """``value`` as an integer (integers, whole floats and integer text), at least ``minimum``.
-
-    Example:
-        >>> as_int("step_size", "40", minimum=1)
-        40
-    """
-    number: int | None = None
-    if not isinstance(value, bool):
-        try:
-            as_number = float(value)
-        except (TypeError, ValueError):
-            as_number = math.nan
-        if math.isfinite(as_number) and as_number.is_integer():
-            number = int(as_number)
-    if number is None or (minimum is not None and number < minimum):
-        bound = "" if minimum is None else f" >= {minimum}"
-        raise ReIDError(f"{name} must be an integer{bound}, got {value!r}")
-    return number
 
 
 def as_bool(name: str, value: Any) -> bool:
@@ -219,18 +182,21 @@ class ReIDDataModule(L.LightningDataModule):
         height, width = as_image_size(image_size)
         if sampler not in SAMPLERS:
             raise ReIDError(f"sampler '{sampler}': expected one of {', '.join(SAMPLERS)}")
-        batch_size = as_int("batch_size", batch_size, minimum=1)
+        batch_size = as_int("batch_size", batch_size, minimum=1, whole_floats=True)
         if test_batch_size is not None:
-            test_batch_size = as_int("test_batch_size", test_batch_size, minimum=1)
+            test_batch_size = as_int(
+                "test_batch_size", test_batch_size, minimum=1, whole_floats=True
+            )
         num_workers = default_num_workers() if num_workers is None else num_workers
-        num_workers = as_int("num_workers", num_workers, minimum=0)
-        num_instances = as_int("num_instances", num_instances, minimum=1)
+        # Each worker is a process holding a copy of the dataset: bounded.
+        num_workers = as_int("num_workers", num_workers, minimum=0, maximum=64, whole_floats=True)
+        num_instances = as_int("num_instances", num_instances, minimum=1, whole_floats=True)
         random_erasing = as_float("random_erasing", random_erasing)
         if not 0.0 <= random_erasing <= 1.0:
             raise ReIDError(f"random_erasing must be a probability in [0, 1], got {random_erasing}")
-        pad = as_int("pad", pad, minimum=0)
+        pad = as_int("pad", pad, minimum=0, whole_floats=True)
         flip, strict_images = as_bool("flip", flip), as_bool("strict_images", strict_images)
-        seed = as_int("seed", seed, minimum=0)
+        seed = as_int("seed", seed, minimum=0, whole_floats=True)
         # Plain types only: the hyper-parameters go into checkpoints read with weights_only=True
         # and into hparams.yaml.
         self.save_hyperparameters(

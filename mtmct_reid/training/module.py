@@ -14,7 +14,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +25,16 @@ import torch
 import torch.nn.functional as F
 
 from mtmct_reid._io import write_json, write_text
-from mtmct_reid.data.datamodule import as_bool, as_float, as_int
 from mtmct_reid.data.image_size import as_image_size
 from mtmct_reid.data.records import Records
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.features import feature_metadata, reid_features
 from mtmct_reid.featureset import FeatureSet, FeatureSide
 from mtmct_reid.models import build_model
-from mtmct_reid.retrieval.fusion import FusionParams
+from mtmct_reid.retrieval.fusion import DEFAULT_FUSION, FusionParams
 from mtmct_reid.retrieval.metrics import PROTOCOLS
 from mtmct_reid.retrieval.transit import TRANSIT_FILE, TransitTimeModel
+from mtmct_reid.validation import as_float, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -211,20 +212,11 @@ def _check(condition: bool, message: str) -> None:
         raise ReIDError(message)
 
 
-class ReIDLightningModule(L.LightningModule):
-    """A re-id model trained with identity classification and validated with st-ReID retrieval.
+@dataclass(frozen=True)
+class Optimisation:
+    """SGD with two parameter groups and a per-epoch learning-rate schedule.
 
     Args:
-        model: registry name (``pcb``, ``resnet50``, ``densenet121``; see
-            :func:`~mtmct_reid.models.available_models`).
-        backbone: trunk name, or None for the model's default.
-        num_classes: number of training identities (``ReIDDataModule.num_classes``).
-        image_size: ``[height, width]`` the network is trained at (recorded for extraction).
-        weights: backbone initialisation: ``imagenet``, ``none`` or a state-dict path.
-        last_stride: stride of the last backbone stage (1 as in PCB).
-        num_parts: PCB stripes.
-        dropout: dropout of the head.
-        bottleneck_dim: head bottleneck width (None: the model's default).
         lr: learning rate of the new layers.
         backbone_lr_mult: the backbone's learning rate relative to ``lr``.
         momentum: SGD momentum.
@@ -237,27 +229,159 @@ class ReIDLightningModule(L.LightningModule):
         gamma: learning-rate drop factor.
         warmup_epochs: warm-up length of ``warmup_step``.
         warmup_factor: starting factor of the warm-up.
+
+    Example:
+        >>> Optimisation(lr=0.01).backbone_lr_mult
+        0.1
+    """
+
+    lr: float = 0.1
+    backbone_lr_mult: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = True
+    label_smoothing: float = 0.0
+    schedule: str = "step"
+    step_size: int = 40
+    gamma: float = 0.1
+    warmup_epochs: int = 5
+    warmup_factor: float = 0.1
+
+    def __post_init__(self) -> None:
+        _normalise(
+            self,
+            lr=lambda v: as_float("lr", v, 0, low_open=True),
+            backbone_lr_mult=lambda v: as_float("backbone_lr_mult", v, 0),
+            momentum=lambda v: as_float("momentum", v, 0),
+            weight_decay=lambda v: as_float("weight_decay", v, 0),
+            nesterov=lambda v: as_bool("nesterov", v),
+            label_smoothing=lambda v: as_float("label_smoothing", v, 0, 1, high_open=True),
+            step_size=lambda v: positive_int("step_size", v),
+            gamma=lambda v: as_float("gamma", v, 0, 1, low_open=True),
+            warmup_epochs=lambda v: positive_int("warmup_epochs", v),
+            warmup_factor=lambda v: as_float("warmup_factor", v, 0, 1, low_open=True),
+        )
+        _check(not (self.nesterov and self.momentum == 0), "nesterov needs momentum > 0")
+        _check(
+            self.schedule in SCHEDULES,
+            f"schedule '{self.schedule}': expected one of {', '.join(SCHEDULES)}",
+        )
+
+
+@dataclass(frozen=True)
+class TransitFit:
+    """How the transit-time model of the training split is fitted.
+
+    Args:
+        bin_width: histogram bin width (frames).
+        sigma_bins: smoothing σ in bins.
+        truncate: smoothing cut-off in σ.
+
+    Example:
+        >>> TransitFit(bin_width=50.0).sigma_bins
+        50.0
+    """
+
+    bin_width: float = 100.0
+    sigma_bins: float = 50.0
+    truncate: float = 3.0
+
+    def __post_init__(self) -> None:
+        for name in ("bin_width", "sigma_bins", "truncate"):
+            value = as_float(f"transit {name}", getattr(self, name), 0, low_open=True)
+            object.__setattr__(self, name, value)
+
+
+@dataclass(frozen=True)
+class ReRanking:
+    """k-reciprocal re-ranking at test time.
+
+    Args:
+        at_test: add the re-ranked modes to the test (``visual+rerank``, ``visual+st+rerank``).
+        k1: size of the k-reciprocal neighbourhoods.
+        k2: size of the query expansion.
+        lambda_value: weight of the original distance against the Jaccard distance.
+
+    Example:
+        >>> ReRanking(k1=10).k2
+        6
+    """
+
+    at_test: bool = True
+    k1: int = 20
+    k2: int = 6
+    lambda_value: float = 0.3
+
+    def __post_init__(self) -> None:
+        _normalise(
+            self,
+            at_test=lambda v: as_bool("rerank at_test", v),
+            k1=lambda v: positive_int("rerank k1", v),
+            k2=lambda v: positive_int("rerank k2", v),
+            lambda_value=lambda v: as_float("rerank lambda_value", v, 0, 1),
+        )
+
+
+def as_bool(name: str, value: Any) -> bool:
+    """``value`` if it is a boolean (YAML ``true``/``false``); anything else is an error.
+
+    Example:
+        >>> as_bool("nesterov", True)
+        True
+    """
+    _check(isinstance(value, (bool, np.bool_)), f"{name} must be true or false, got {value!r}")
+    return bool(value)
+
+
+def _normalise(group: Any, **checks: Callable[[Any], Any]) -> None:
+    """Check each field of a frozen group and store it as its plain type (``"5e-4"`` → 0.0005)."""
+    for name, check in checks.items():
+        object.__setattr__(group, name, check(getattr(group, name)))
+
+
+def _group(kind: type, value: Any) -> Any:
+    """A parameter group given as its dataclass, or as the mapping a checkpoint stores."""
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, Mapping):
+        known = {f.name for f in fields(kind)}
+        unknown = sorted(set(value) - known)
+        _check(not unknown, f"{kind.__name__}: unknown option(s) {', '.join(map(str, unknown))}")
+        return kind(**value)
+    raise ReIDError(f"expected a {kind.__name__} or a mapping of its options, got {value!r}")
+
+
+class ReIDLightningModule(L.LightningModule):
+    """A re-id model trained with identity classification and validated with st-ReID retrieval.
+
+    Args:
+        model: registry name (``pcb``, ``resnet50``, ``densenet121``; see
+            :func:`~mtmct_reid.models.available_models`).
+        backbone: trunk name, or None for the model's default.
+        num_classes: number of training identities (``ReIDDataModule.num_classes``).
+        image_size: ``[height, width]`` the network is trained at (recorded for extraction).
+        weights: backbone initialisation: ``imagenet``, ``none`` or a state-dict path.
+        last_stride: stride of the last backbone stage (1 as in PCB).
+        num_parts: PCB stripes (global models have one part whatever it says).
+        dropout: dropout of the head.
+        bottleneck_dim: head bottleneck width (None: the model's default).
         channels_last: run the network in NHWC layout (faster convolutions on CPUs and GPUs).
         flip_test: add the mirrored image's features at validation/test (the st-ReID feature).
-        lambda0: visual logistic λ of the fusion.
-        gamma0: visual logistic γ.
-        lambda1: spatial-temporal logistic λ.
-        gamma1: spatial-temporal logistic γ.
-        st_bin_width: transit-time histogram bin width (frames).
-        st_sigma_bins: smoothing σ in bins.
-        st_truncate: smoothing cut-off in σ.
         protocol: ``standard`` or ``streid`` ranking metrics.
-        test_rerank: add the re-ranked modes at test.
-        k1: re-ranking k1.
-        k2: re-ranking k2.
-        lambda_value: re-ranking λ.
+        optimisation: optimiser and learning-rate schedule (:class:`Optimisation`).
+        fusion: the logistic smoothing of visual and transit-time scores
+            (:class:`~mtmct_reid.retrieval.fusion.FusionParams`).
+        transit: fitting of the transit-time model (:class:`TransitFit`).
+        rerank: re-ranking at test (:class:`ReRanking`).
         load_weights: False builds the backbone without loading ``weights`` (when the state comes
             from a checkpoint anyway); not a hyper-parameter.
+
+    The groups may also be given as mappings of their fields (as a checkpoint stores them).
 
     Example:
         >>> dm = ReIDDataModule("Market-1501", image_size=(384, 192))      # doctest: +SKIP
         >>> module = ReIDLightningModule("pcb", num_classes=dm.num_classes,  # doctest: +SKIP
-        ...                              image_size=dm.image_size)
+        ...                              image_size=dm.image_size, optimisation=Optimisation(lr=0.01))
         >>> L.Trainer(max_epochs=60).fit(module, datamodule=dm)              # doctest: +SKIP
     """
 
@@ -272,31 +396,13 @@ class ReIDLightningModule(L.LightningModule):
         num_parts: int = 6,
         dropout: float = 0.5,
         bottleneck_dim: int | None = None,
-        lr: float = 0.1,
-        backbone_lr_mult: float = 0.1,
-        momentum: float = 0.9,
-        weight_decay: float = 5e-4,
-        nesterov: bool = True,
-        label_smoothing: float = 0.0,
-        schedule: str = "step",
-        step_size: int = 40,
-        gamma: float = 0.1,
-        warmup_epochs: int = 5,
-        warmup_factor: float = 0.1,
         channels_last: bool = True,
         flip_test: bool = True,
-        lambda0: float = 1.0,
-        gamma0: float = 5.0,
-        lambda1: float = 2.0,
-        gamma1: float = 5.0,
-        st_bin_width: float = 100.0,
-        st_sigma_bins: float = 50.0,
-        st_truncate: float = 3.0,
         protocol: str = "standard",
-        test_rerank: bool = True,
-        k1: int = 20,
-        k2: int = 6,
-        lambda_value: float = 0.3,
+        optimisation: Optimisation = Optimisation(),
+        fusion: FusionParams = DEFAULT_FUSION,
+        transit: TransitFit = TransitFit(),
+        rerank: ReRanking = ReRanking(),
         load_weights: bool = True,
     ) -> None:
         super().__init__()
@@ -305,50 +411,15 @@ class ReIDLightningModule(L.LightningModule):
             "num_classes is required: the number of training identities (ReIDDataModule.num_classes)",
         )
         height, width = as_image_size(image_size)
-        # Options may come from YAML, where "5e-4" is a string: convert, or name the bad option.
-        num_classes = as_int("num_classes", num_classes, minimum=1)
-        last_stride = as_int("last_stride", last_stride, minimum=1)
-        num_parts = as_int("num_parts", num_parts, minimum=1)
-        dropout = as_float("dropout", dropout)
-        if bottleneck_dim is not None:
-            bottleneck_dim = as_int("bottleneck_dim", bottleneck_dim, minimum=1)
-        lr = as_float("lr", lr)
-        backbone_lr_mult = as_float("backbone_lr_mult", backbone_lr_mult)
-        momentum = as_float("momentum", momentum)
-        weight_decay = as_float("weight_decay", weight_decay)
-        nesterov = as_bool("nesterov", nesterov)
-        label_smoothing = as_float("label_smoothing", label_smoothing)
-        step_size = as_int("step_size", step_size, minimum=1)
-        gamma = as_float("gamma", gamma)
-        warmup_epochs = as_int("warmup_epochs", warmup_epochs, minimum=1)
-        warmup_factor = as_float("warmup_factor", warmup_factor)
         channels_last = as_bool("channels_last", channels_last)
         flip_test = as_bool("flip_test", flip_test)
-        lambda0, gamma0 = as_float("lambda0", lambda0), as_float("gamma0", gamma0)
-        lambda1, gamma1 = as_float("lambda1", lambda1), as_float("gamma1", gamma1)
-        st_bin_width = as_float("st_bin_width", st_bin_width)
-        st_sigma_bins = as_float("st_sigma_bins", st_sigma_bins)
-        st_truncate = as_float("st_truncate", st_truncate)
-        test_rerank = as_bool("test_rerank", test_rerank)
-        k1, k2 = as_int("k1", k1, minimum=1), as_int("k2", k2, minimum=1)
-        lambda_value = as_float("lambda_value", lambda_value)
-        _check(lr > 0, f"lr must be > 0, got {lr}")
-        _check(backbone_lr_mult >= 0, f"backbone_lr_mult must be >= 0, got {backbone_lr_mult}")
-        _check(momentum >= 0, f"momentum must be >= 0, got {momentum}")
-        _check(weight_decay >= 0, f"weight_decay must be >= 0, got {weight_decay}")
-        _check(not (nesterov and momentum == 0), "nesterov needs momentum > 0")
-        _check(
-            0 <= label_smoothing < 1, f"label_smoothing must be in [0, 1), got {label_smoothing}"
-        )
-        _check(
-            schedule in SCHEDULES, f"schedule '{schedule}': expected one of {', '.join(SCHEDULES)}"
-        )
-        _check(0 < gamma <= 1, f"gamma must be in (0, 1], got {gamma}")
-        _check(0 < warmup_factor <= 1, f"warmup_factor must be in (0, 1], got {warmup_factor}")
         _check(
             protocol in PROTOCOLS, f"protocol '{protocol}': expected one of {', '.join(PROTOCOLS)}"
         )
-        self.fusion = FusionParams(lambda0, gamma0, lambda1, gamma1)
+        self.optimisation = _group(Optimisation, optimisation)
+        self.fusion = _group(FusionParams, fusion)
+        self.transit = _group(TransitFit, transit)
+        self.rerank = _group(ReRanking, rerank)
         self.model = build_model(
             model,
             num_classes,
@@ -361,46 +432,19 @@ class ReIDLightningModule(L.LightningModule):
         )
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        # Plain values only (checkpoints are read with weights_only=True); the backbone is stored
-        # resolved so that the checkpoint names what was trained.
-        self.save_hyperparameters(
-            {
-                "model": model,
-                "backbone": self.model.backbone_name,
-                "num_classes": int(num_classes),
-                "image_size": [height, width],
-                "weights": str(weights),
-                "last_stride": int(last_stride),
-                "num_parts": int(self.model.num_parts),
-                "dropout": float(dropout),
-                "bottleneck_dim": self.model.config.get("bottleneck_dim", bottleneck_dim),
-                "lr": float(lr),
-                "backbone_lr_mult": float(backbone_lr_mult),
-                "momentum": float(momentum),
-                "weight_decay": float(weight_decay),
-                "nesterov": bool(nesterov),
-                "label_smoothing": float(label_smoothing),
-                "schedule": schedule,
-                "step_size": int(step_size),
-                "gamma": float(gamma),
-                "warmup_epochs": int(warmup_epochs),
-                "warmup_factor": float(warmup_factor),
-                "channels_last": bool(channels_last),
-                "flip_test": bool(flip_test),
-                "lambda0": float(lambda0),
-                "gamma0": float(gamma0),
-                "lambda1": float(lambda1),
-                "gamma1": float(gamma1),
-                "st_bin_width": float(st_bin_width),
-                "st_sigma_bins": float(st_sigma_bins),
-                "st_truncate": float(st_truncate),
-                "protocol": protocol,
-                "test_rerank": bool(test_rerank),
-                "k1": int(k1),
-                "k2": int(k2),
-                "lambda_value": float(lambda_value),
-            }
-        )
+        # save_hyperparameters() records these local names as they are when it is called: plain
+        # values only (checkpoints are read with weights_only=True), with what the registry
+        # resolved (the trunk, the parts, the bottleneck) so that the checkpoint names what was
+        # trained and rebuilds it without this class.
+        backbone = self.model.backbone_name
+        num_classes = int(self.model.config["num_classes"])
+        image_size = [height, width]
+        weights = str(weights)
+        num_parts = int(self.model.num_parts)
+        bottleneck_dim = self.model.config.get("bottleneck_dim", bottleneck_dim)
+        optimisation, fusion = asdict(self.optimisation), asdict(self.fusion)
+        transit, rerank = asdict(self.transit), asdict(self.rerank)
+        self.save_hyperparameters(ignore=["load_weights"])
         #: Transit-time model of the training split (fitted in :meth:`setup`), or None.
         self.st_model: TransitTimeModel | None = None
         #: The :class:`EvaluationReport` of the last test run.
@@ -418,9 +462,9 @@ class ReIDLightningModule(L.LightningModule):
         if self.st_model is None and records is not None:
             self.st_model = fit_transit_model(
                 records,
-                bin_width=self.hparams.st_bin_width,
-                sigma_bins=self.hparams.st_sigma_bins,
-                truncate=self.hparams.st_truncate,
+                bin_width=self.transit.bin_width,
+                sigma_bins=self.transit.sigma_bins,
+                truncate=self.transit.truncate,
                 source=getattr(datamodule, "source", "dataset"),
             )
 
@@ -464,7 +508,7 @@ class ReIDLightningModule(L.LightningModule):
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels, _rows = batch
         logits = self(images)
-        loss = part_loss(logits, labels, self.hparams.label_smoothing)
+        loss = part_loss(logits, labels, self.optimisation.label_smoothing)
         if self._trainer is None:  # a bare loop (benchmarks) has nowhere to log to
             return loss
         with torch.no_grad():
@@ -509,7 +553,7 @@ class ReIDLightningModule(L.LightningModule):
             )
 
     def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
+        hp = self.optimisation
         groups = [
             {
                 "params": self.model.backbone_parameters(),
@@ -622,16 +666,15 @@ class ReIDLightningModule(L.LightningModule):
             )
             return None
         st_model = self.st_model if query.has_times and gallery.has_times else None
-        hp = self.hparams
         return evaluate_featureset(
             features,
             st_model=st_model,
             rerank=rerank,
-            protocol=hp.protocol,
+            protocol=self.hparams.protocol,
             fusion=self.fusion,
-            k1=hp.k1,
-            k2=hp.k2,
-            lambda_value=hp.lambda_value,
+            k1=self.rerank.k1,
+            k2=self.rerank.k2,
+            lambda_value=self.rerank.lambda_value,
             progress=False,
             source=stage,
         )
@@ -678,7 +721,7 @@ class ReIDLightningModule(L.LightningModule):
         featureset = self._featureset(rows, features)
         if featureset is None:
             raise ReIDError("test: the test images did not cover both query and gallery")
-        report = self._evaluate(featureset, rerank=self.hparams.test_rerank, stage="test")
+        report = self._evaluate(featureset, rerank=self.rerank.at_test, stage="test")
         if report is None:
             raise ReIDError("test: no query has a match from another camera in the gallery")
         self.test_report = report
@@ -693,29 +736,3 @@ class ReIDLightningModule(L.LightningModule):
             write_text(log_dir / TEST_MARKDOWN, format_markdown(report))
             featureset.save(log_dir / TEST_FEATURES)
             log.info("test results: %s, %s", log_dir / TEST_JSON, log_dir / TEST_FEATURES)
-
-
-class SaveConfig(L.Callback):
-    """Write the resolved training configuration as ``config.yaml`` into the run's log folder.
-
-    Args:
-        config: the configuration (plain YAML-safe values).
-        filename: name of the file in ``trainer.log_dir``.
-
-    Example:
-        >>> trainer = L.Trainer(callbacks=[SaveConfig({"model": {"model": "pcb"}})])  # doctest: +SKIP
-    """
-
-    def __init__(self, config: dict[str, Any], filename: str = "config.yaml") -> None:
-        self.config = config
-        self.filename = filename
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage != "fit":
-            return
-        import yaml
-
-        # trainer.log_dir broadcasts from rank 0: every rank must ask.
-        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
-        if trainer.is_global_zero:
-            write_text(log_dir / self.filename, yaml.safe_dump(self.config, sort_keys=False))

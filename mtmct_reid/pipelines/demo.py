@@ -1,13 +1,15 @@
-"""The demo: st-ReID end to end on a generated camera network, in minutes on a laptop CPU.
+"""The demo pipeline: st-ReID end to end on a generated camera network, in minutes on a laptop CPU.
 
-:func:`run_demo` wires every stage of the toolkit and writes a report a person can read:
+:func:`run_demo` runs the toolkit's stages in order, one function each, and writes a report a person
+can read:
 
 1. **network**: a synthetic camera network in the Market-1501 layout (:mod:`mtmct_reid.data.synth`),
    with groups of look-alikes whose walks are far apart in time: appearance alone confuses them,
    timing does not.
 2. **training**: a small PCB model (ResNet-18 trunk, random initialisation, 128×64 input) trained with
-   Lightning for a few epochs; TensorBoard logs under ``lightning_logs/``.
-3. **transit-time model**: fitted on the training split's labels only.
+   the module and the trainer of ``mtmct-reid train`` for a few epochs; TensorBoard logs under
+   ``lightning_logs/``.
+3. **transit-time model**: the one the training module fitted on the training split's labels only.
 4. **features**: query and gallery features of the test identities.
 5. **evaluation**: the four st-ReID modes (visual, +ST, +re-rank, +ST+re-rank).
 6. **report**: ``report.md`` (table, stage times, pictures, the TensorBoard command), ``report.json``
@@ -27,14 +29,14 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mtmct_reid._io import write_json, write_text
-from mtmct_reid.errors import ReIDError
+from mtmct_reid.errors import ReIDError, first_line
 from mtmct_reid.retrieval.transit import TRANSIT_FILE
 from mtmct_reid.validation import typed_options
 
@@ -178,6 +180,7 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig | None = None) -> De
     """
     config = config or DemoConfig()
     config.validate()
+    check_device(config.device)  # an absent GPU fails before the network is generated
     synth = _synth_config(config)  # bad synth options fail before anything is written
     out = Path(out_dir)
     _claim_out_dir(out, config.force)
@@ -197,12 +200,11 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig | None = None) -> De
         network, records, generated = _network(out / NETWORK_FOLDER, synth, config.progress)
 
     with stage("training", f"{config.model}/{config.backbone}, {config.epochs} epochs"):
-        checkpoint, log_dir, model = train_demo_model(records, out / LOGS_FOLDER, config)
+        trained = train_demo_model(records, out / LOGS_FOLDER, config)
+        checkpoint, log_dir, model = trained.checkpoint, trained.log_dir, trained.model
 
-    with stage("transit-time model", "fitted on the train split's labels only"):
-        from mtmct_reid.retrieval.transit import TransitTimeModel
-
-        st_model = TransitTimeModel.from_records(records, source=str(network))
+    with stage("transit-time model", "the training module's, fitted on the train split's labels"):
+        st_model = trained.st_model
         st_model.save(out / TRANSIT_NAME)
 
     with stage("features", "query and gallery features of the test identities"):
@@ -278,6 +280,7 @@ def _claim_out_dir(out: Path, force: bool) -> None:
 def _synth_config(config: DemoConfig) -> SynthConfig:
     from mtmct_reid.data.synth import SynthConfig
 
+    _check_synth_kinds(SynthConfig, config.synth)
     try:
         synth = SynthConfig(
             **{
@@ -290,10 +293,27 @@ def _synth_config(config: DemoConfig) -> SynthConfig:
                 "image_size": tuple(config.image_size),
             }
         )
-    except TypeError as exc:
-        raise ReIDError(f"demo synth options: {exc}") from None
-    synth.validate()
+        synth.validate()
+    except (TypeError, ValueError) as exc:  # a value of the wrong kind ("abc" for a fraction)
+        raise ReIDError(f"demo synth options: {first_line(exc)}") from None
     return synth
+
+
+def _check_synth_kinds(kind: type, options: Mapping[str, Any]) -> None:
+    """Each option of the kind its default has: a number for a number, a list for a pair."""
+    defaults = {
+        f.name: f.default if f.default is not MISSING else f.default_factory()
+        for f in fields(kind)
+        if f.default is not MISSING or f.default_factory is not MISSING
+    }
+    for name, value in options.items():
+        default = defaults.get(name)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and not number:
+            raise ReIDError(f"--synth {name}={value!r}: expected a number")
+        if isinstance(default, tuple) and not isinstance(value, (tuple, list)):
+            example = json.dumps(list(default))
+            raise ReIDError(f"--synth {name}={value!r}: expected a list, e.g. {name}={example}")
 
 
 def _network(root: Path, synth: SynthConfig, progress: bool) -> tuple[Path, Records, bool]:
@@ -335,15 +355,50 @@ def _network_summary(records: Records, generated: bool) -> dict[str, Any]:
 # Training
 
 
-def train_demo_model(
-    records: Records, log_root: Path, config: DemoConfig
-) -> tuple[Path, Path, Any]:
-    """Train the demo's model with the toolkit's own Lightning module and data module.
+@dataclass(frozen=True)
+class TrainedModel:
+    """What the training stage hands on.
 
-    The same :class:`~mtmct_reid.training.ReIDLightningModule` as ``mtmct-reid train``: cross-entropy
-    summed over the parts, SGD with Nesterov momentum, one learning rate for trunk and head (nothing
-    is pretrained) divided by 10 for the last quarter of the epochs, channels-last. Validation runs
-    a few times (visual and ST-fused mAP/R1 in TensorBoard), so the curves show both.
+    Args:
+        checkpoint: the last checkpoint.
+        log_dir: this run's Lightning log folder.
+        model: the trained :class:`~mtmct_reid.models.ReIDModel`, in eval mode on the CPU.
+        st_model: the transit-time model the training module fitted on the training split.
+    """
+
+    checkpoint: Path
+    log_dir: Path
+    model: Any
+    st_model: TransitTimeModel
+
+
+def check_device(device: str) -> Any:
+    """The demo's torch device, refused at once when this machine does not have it.
+
+    Example:
+        >>> check_device("cpu")
+        device(type='cpu')
+    """
+    import torch
+
+    from mtmct_reid.features import resolve_device
+
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ReIDError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} visible GPU(s)"
+        )
+    return resolved
+
+
+def train_demo_model(records: Records, log_root: Path, config: DemoConfig) -> TrainedModel:
+    """Train the demo's model with the module and the trainer of ``mtmct-reid train``.
+
+    The same :class:`~mtmct_reid.training.module.ReIDLightningModule`: cross-entropy summed over the
+    parts, SGD with Nesterov momentum, one learning rate for trunk and head (nothing is pretrained)
+    divided by 10 for the last quarter of the epochs, channels-last; the same Trainer
+    (:func:`~mtmct_reid.training.cli.build_trainer`). Validation runs a few times (visual and
+    ST-fused mAP/R1 in TensorBoard), so the curves show both.
 
     Args:
         records: the network's records (``train`` to learn; ``query``/``gallery`` to validate).
@@ -351,19 +406,16 @@ def train_demo_model(
         config: epochs, model, backbone, batch size, learning rate, device, seed.
 
     Returns:
-        ``(checkpoint, log_dir, model)``: the last checkpoint, this run's log folder, and the trained
-        :class:`~mtmct_reid.models.ReIDModel` in eval mode on the CPU.
+        The last checkpoint, the log folder, the trained model and the fitted transit-time model.
 
     Example:
-        >>> ckpt, logs, model = train_demo_model(records, Path("demo/lightning_logs"), DemoConfig())  # doctest: +SKIP
+        >>> trained = train_demo_model(records, Path("demo/lightning_logs"), DemoConfig())  # doctest: +SKIP
     """
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-    from lightning.pytorch.loggers import TensorBoardLogger
 
     from mtmct_reid.data.datamodule import ReIDDataModule
-    from mtmct_reid.features import resolve_device
-    from mtmct_reid.training import ReIDLightningModule
+    from mtmct_reid.training.cli import build_trainer
+    from mtmct_reid.training.module import Optimisation, ReIDLightningModule, ReRanking
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = ReIDDataModule(
@@ -385,37 +437,39 @@ def train_demo_model(
         num_classes=datamodule.num_classes,
         image_size=list(config.image_size),
         weights="none",
-        lr=float(config.lr),
-        backbone_lr_mult=1.0,
-        step_size=max(1, round(0.75 * config.epochs)),
-        test_rerank=False,
+        optimisation=Optimisation(
+            lr=float(config.lr),
+            backbone_lr_mult=1.0,
+            step_size=max(1, round(0.75 * config.epochs)),
+        ),
+        rerank=ReRanking(at_test=False),
     )
-    device = resolve_device(config.device)
-    logger = TensorBoardLogger(save_dir=str(log_root.parent), name=log_root.name)
-    checkpoints = ModelCheckpoint(save_last=True, save_top_k=0)
-    trainer = L.Trainer(
+    device = check_device(config.device)
+    trainer, checkpoints = build_trainer(
+        log_root.parent,
+        progress=config.progress,
         max_epochs=config.epochs,
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=[device.index or 0] if device.type == "cuda" else 1,
-        logger=logger,
-        # tqdm, not rich: Lightning picks rich's bar whenever rich is installed (trackers needs it).
-        callbacks=[checkpoints, TQDMProgressBar()] if config.progress else [checkpoints],
         check_val_every_n_epoch=max(1, config.epochs // 3),
         num_sanity_val_steps=0,
-        enable_progress_bar=config.progress,
         enable_model_summary=False,
         log_every_n_steps=10,
     )
     trainer.fit(module, datamodule=datamodule)
-    log_dir = Path(logger.log_dir)
+    log_dir = Path(trainer.log_dir)
     checkpoint = Path(checkpoints.last_model_path)
     if not checkpoint.is_file():
         raise ReIDError(f"demo: training wrote no checkpoint in {log_dir}")
+    if module.st_model is None:
+        raise ReIDError(
+            f"demo: the network's training split gave no transit-time model ({log_dir})"
+        )
     if datamodule.unreadable_images:
         log.warning(
             "demo: %d unreadable training images were skipped", len(datamodule.unreadable_images)
         )
-    return checkpoint, log_dir, module.model.cpu().eval()
+    return TrainedModel(checkpoint, log_dir, module.model.cpu().eval(), module.st_model)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Pipelines: the toolkit's stages wired end to end (the demo)."""
