@@ -55,30 +55,35 @@ def _start(tiny_network: Path, root: Path, epochs: int) -> subprocess.Popen:
         "--max-epochs", str(epochs), "--out", str(root),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # A session of its own: the test kills the whole group whatever happens.
-    return subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=root,
-        start_new_session=True,
-    )
+    # Output into files (a full pipe would stall the run); a session of its own, so that the test
+    # kills the whole group whatever happens.
+    with open(root / "stdout.txt", "w") as out, open(root / "stderr.txt", "w") as err:
+        return subprocess.Popen(
+            [*command, "--trainer.enable_progress_bar", "false"],
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=root,
+            start_new_session=True,
+        )
 
 
-def _wait_for(path: Path, process: subprocess.Popen, limit: float = 240) -> None:
+def _stderr(root: Path) -> str:
+    return (root / "stderr.txt").read_text()
+
+
+def _wait_for(path: Path, process: subprocess.Popen, root: Path, limit: float = 300) -> None:
     deadline = time.monotonic() + limit
     while not path.exists():
-        assert process.poll() is None, f"training ended before {path.name}: {process.stderr.read()}"
+        assert process.poll() is None, f"ended before {path.name}: {_stderr(root)}"
         assert time.monotonic() < deadline, f"no {path.name} within {limit} s"
         time.sleep(0.02)
 
 
-def _interrupt(process: subprocess.Popen) -> tuple[int, str]:
+def _interrupt(process: subprocess.Popen, root: Path) -> tuple[int, str]:
     process.send_signal(signal.SIGINT)
-    _out, err = process.communicate(timeout=120)
-    return process.returncode, err
+    process.wait(timeout=300)
+    return process.returncode, _stderr(root)
 
 
 def _kill_group(process: subprocess.Popen) -> None:
@@ -93,8 +98,8 @@ def test_sigint_during_training_exits_130_and_resumes(tiny_network: Path, tmp_pa
     last = run / "checkpoints" / "last.ckpt"
     process = _start(tiny_network, tmp_path, epochs=40)
     try:
-        _wait_for(last, process)
-        code, err = _interrupt(process)
+        _wait_for(last, process, tmp_path)
+        code, err = _interrupt(process, tmp_path)
     finally:
         _kill_group(process)
     assert code == 130, err[-2000:]
@@ -118,8 +123,8 @@ def test_sigint_before_the_first_checkpoint_leaves_nothing_to_resume(
     process = _start(tiny_network, tmp_path, epochs=40)
     try:
         # The transit-time model is written as training starts, before the first step.
-        _wait_for(run / "transit_time.npz", process)
-        code, err = _interrupt(process)
+        _wait_for(run / "transit_time.npz", process, tmp_path)
+        code, err = _interrupt(process, tmp_path)
     finally:
         _kill_group(process)
     assert code == 130, err[-2000:]

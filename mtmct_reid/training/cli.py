@@ -266,7 +266,11 @@ def build_trainer(
         )
     else:
         checkpoint = ModelCheckpoint(
-            save_top_k=1, save_last=True, filename="epoch{epoch:03d}", enable_version_counter=False
+            save_top_k=1,
+            save_last=True,
+            filename="epoch{epoch:03d}",
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
         )
     options.setdefault(
         "logger",
@@ -514,7 +518,9 @@ class ReIDCLI(LightningCLI):
             raise KeyboardInterrupt
         if not trainer.is_global_zero:
             return 0
-        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        # The logger's folder, not trainer.log_dir: that one broadcasts, and the other ranks are gone.
+        logger = trainer.logger
+        log_dir = Path(logger.log_dir if logger is not None else trainer.default_root_dir)
         print(f"log folder: {log_dir}")
         print(f"last checkpoint: {Path(last_path)}")
         if best_path:

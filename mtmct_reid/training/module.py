@@ -198,9 +198,15 @@ def gather_rows(
 
 
 def format_markdown(report: Any) -> str:
-    """An :class:`~mtmct_reid.retrieval.evaluate.EvaluationReport` as ``test_results.md``: its
-    Markdown table (percent) and the protocol."""
-    return report.format_table("markdown") + f"\n\nProtocol: {report.protocol}; figures in %.\n"
+    """An :class:`~mtmct_reid.retrieval.evaluate.EvaluationReport` as ``test_results.md``: the
+    results table (percent) and the protocol.
+
+    Example:
+        >>> print(format_markdown(report))  # doctest: +SKIP
+        | mode | mAP | R1 | R5 | R10 | mINP | queries |
+    """
+    table = report.format_table("markdown")
+    return f"{table.rstrip()}\n\nProtocol: {report.protocol}; figures in %.\n"
 
 
 # ----------------------------------------------------------------------------------------------
