@@ -353,7 +353,13 @@ class ReIDCLI(LightningCLI):
                 save_config_kwargs={"overwrite": True},  # a resumed run rewrites its config
                 trainer_defaults={"max_epochs": 60, "log_every_n_steps": 1},
                 seed_everything_default=0,
-                parser_kwargs={"exit_on_error": False, "prog": "mtmct-reid train"},
+                parser_kwargs={
+                    "exit_on_error": False,
+                    "prog": "mtmct-reid train",
+                    "epilog": "short flags: "
+                    + ", ".join(f"{flag} = {key[2:]}" for flag, (key, _) in ALIASES.items())
+                    + "; --device cpu|cuda|cuda:N sets trainer.accelerator and trainer.devices",
+                },
                 run=False,
                 auto_configure_optimizers=False,
                 load_from_checkpoint_support=False,
