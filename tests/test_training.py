@@ -29,7 +29,7 @@ from mtmct_reid.training import (
     lr_factor,
     part_loss,
 )
-from mtmct_reid.training.module import Optimisation
+from mtmct_reid.training.options import Optimisation
 
 SIZE = (64, 32)
 

@@ -415,7 +415,8 @@ def train_demo_model(records: Records, log_root: Path, config: DemoConfig) -> Tr
 
     from mtmct_reid.data.datamodule import ReIDDataModule
     from mtmct_reid.training.cli import build_trainer
-    from mtmct_reid.training.module import Optimisation, ReIDLightningModule, ReRanking
+    from mtmct_reid.training.module import ReIDLightningModule
+    from mtmct_reid.training.options import Optimisation, ReRanking
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = ReIDDataModule(

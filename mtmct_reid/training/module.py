@@ -14,8 +14,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,20 @@ from mtmct_reid.models import build_model
 from mtmct_reid.retrieval.fusion import DEFAULT_FUSION, FusionParams
 from mtmct_reid.retrieval.metrics import PROTOCOLS
 from mtmct_reid.retrieval.transit import TRANSIT_FILE, TransitTimeModel
-from mtmct_reid.validation import as_float, positive_int
+from mtmct_reid.training.options import (
+    DEFAULT_OPTIMISATION,
+    DEFAULT_RERANK,
+    DEFAULT_TRANSIT,
+    Optimisation,
+    ReRanking,
+    TransitFit,
+    as_bool,
+    as_group,
+    check,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEDULES = ("step", "warmup_step")
 #: Files written beside the checkpoints (in the logger's version folder).
 TEST_JSON = "test_results.json"
 TEST_MARKDOWN = "test_results.md"
@@ -213,150 +222,6 @@ def format_markdown(report: Any) -> str:
 # The LightningModule
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ReIDError(message)
-
-
-@dataclass(frozen=True)
-class Optimisation:
-    """SGD with two parameter groups and a per-epoch learning-rate schedule.
-
-    Args:
-        lr: learning rate of the new layers.
-        backbone_lr_mult: the backbone's learning rate relative to ``lr``.
-        momentum: SGD momentum.
-        weight_decay: SGD weight decay.
-        nesterov: Nesterov momentum.
-        label_smoothing: label smoothing of the cross-entropies.
-        schedule: ``step`` (× ``gamma`` every ``step_size`` epochs) or ``warmup_step`` (the same
-            after a linear warm-up from ``warmup_factor`` over ``warmup_epochs``).
-        step_size: epochs between learning-rate drops.
-        gamma: learning-rate drop factor.
-        warmup_epochs: warm-up length of ``warmup_step``.
-        warmup_factor: starting factor of the warm-up.
-
-    Example:
-        >>> Optimisation(lr=0.01).backbone_lr_mult
-        0.1
-    """
-
-    lr: float = 0.1
-    backbone_lr_mult: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    nesterov: bool = True
-    label_smoothing: float = 0.0
-    schedule: str = "step"
-    step_size: int = 40
-    gamma: float = 0.1
-    warmup_epochs: int = 5
-    warmup_factor: float = 0.1
-
-    def __post_init__(self) -> None:
-        _normalise(
-            self,
-            lr=lambda v: as_float("lr", v, 0, low_open=True),
-            backbone_lr_mult=lambda v: as_float("backbone_lr_mult", v, 0),
-            momentum=lambda v: as_float("momentum", v, 0),
-            weight_decay=lambda v: as_float("weight_decay", v, 0),
-            nesterov=lambda v: as_bool("nesterov", v),
-            label_smoothing=lambda v: as_float("label_smoothing", v, 0, 1, high_open=True),
-            step_size=lambda v: positive_int("step_size", v),
-            gamma=lambda v: as_float("gamma", v, 0, 1, low_open=True),
-            warmup_epochs=lambda v: positive_int("warmup_epochs", v),
-            warmup_factor=lambda v: as_float("warmup_factor", v, 0, 1, low_open=True),
-        )
-        _check(not (self.nesterov and self.momentum == 0), "nesterov needs momentum > 0")
-        _check(
-            self.schedule in SCHEDULES,
-            f"schedule '{self.schedule}': expected one of {', '.join(SCHEDULES)}",
-        )
-
-
-@dataclass(frozen=True)
-class TransitFit:
-    """How the transit-time model of the training split is fitted.
-
-    Args:
-        bin_width: histogram bin width (frames).
-        sigma_bins: smoothing σ in bins.
-        truncate: smoothing cut-off in σ.
-
-    Example:
-        >>> TransitFit(bin_width=50.0).sigma_bins
-        50.0
-    """
-
-    bin_width: float = 100.0
-    sigma_bins: float = 50.0
-    truncate: float = 3.0
-
-    def __post_init__(self) -> None:
-        for name in ("bin_width", "sigma_bins", "truncate"):
-            value = as_float(f"transit {name}", getattr(self, name), 0, low_open=True)
-            object.__setattr__(self, name, value)
-
-
-@dataclass(frozen=True)
-class ReRanking:
-    """k-reciprocal re-ranking at test time.
-
-    Args:
-        at_test: add the re-ranked modes to the test (``visual+rerank``, ``visual+st+rerank``).
-        k1: size of the k-reciprocal neighbourhoods.
-        k2: size of the query expansion.
-        lambda_value: weight of the original distance against the Jaccard distance.
-
-    Example:
-        >>> ReRanking(k1=10).k2
-        6
-    """
-
-    at_test: bool = True
-    k1: int = 20
-    k2: int = 6
-    lambda_value: float = 0.3
-
-    def __post_init__(self) -> None:
-        _normalise(
-            self,
-            at_test=lambda v: as_bool("rerank at_test", v),
-            k1=lambda v: positive_int("rerank k1", v),
-            k2=lambda v: positive_int("rerank k2", v),
-            lambda_value=lambda v: as_float("rerank lambda_value", v, 0, 1),
-        )
-
-
-def as_bool(name: str, value: Any) -> bool:
-    """``value`` if it is a boolean (YAML ``true``/``false``); anything else is an error.
-
-    Example:
-        >>> as_bool("nesterov", True)
-        True
-    """
-    _check(isinstance(value, (bool, np.bool_)), f"{name} must be true or false, got {value!r}")
-    return bool(value)
-
-
-def _normalise(group: Any, **checks: Callable[[Any], Any]) -> None:
-    """Check each field of a frozen group and store it as its plain type (``"5e-4"`` → 0.0005)."""
-    for name, check in checks.items():
-        object.__setattr__(group, name, check(getattr(group, name)))
-
-
-def _group(kind: type, value: Any) -> Any:
-    """A parameter group given as its dataclass, or as the mapping a checkpoint stores."""
-    if isinstance(value, kind):
-        return value
-    if isinstance(value, Mapping):
-        known = {f.name for f in fields(kind)}
-        unknown = sorted(set(value) - known)
-        _check(not unknown, f"{kind.__name__}: unknown option(s) {', '.join(map(str, unknown))}")
-        return kind(**value)
-    raise ReIDError(f"expected a {kind.__name__} or a mapping of its options, got {value!r}")
-
-
 class ReIDLightningModule(L.LightningModule):
     """A re-id model trained with identity classification and validated with st-ReID retrieval.
 
@@ -405,27 +270,27 @@ class ReIDLightningModule(L.LightningModule):
         channels_last: bool = True,
         flip_test: bool = True,
         protocol: str = "standard",
-        optimisation: Optimisation = Optimisation(),
+        optimisation: Optimisation = DEFAULT_OPTIMISATION,
         fusion: FusionParams = DEFAULT_FUSION,
-        transit: TransitFit = TransitFit(),
-        rerank: ReRanking = ReRanking(),
+        transit: TransitFit = DEFAULT_TRANSIT,
+        rerank: ReRanking = DEFAULT_RERANK,
         load_weights: bool = True,
     ) -> None:
         super().__init__()
-        _check(
+        check(
             num_classes is not None,
             "num_classes is required: the number of training identities (ReIDDataModule.num_classes)",
         )
         height, width = as_image_size(image_size)
         channels_last = as_bool("channels_last", channels_last)
         flip_test = as_bool("flip_test", flip_test)
-        _check(
+        check(
             protocol in PROTOCOLS, f"protocol '{protocol}': expected one of {', '.join(PROTOCOLS)}"
         )
-        self.optimisation = _group(Optimisation, optimisation)
-        self.fusion = _group(FusionParams, fusion)
-        self.transit = _group(TransitFit, transit)
-        self.rerank = _group(ReRanking, rerank)
+        self.optimisation = as_group(Optimisation, optimisation)
+        self.fusion = as_group(FusionParams, fusion)
+        self.transit = as_group(TransitFit, transit)
+        self.rerank = as_group(ReRanking, rerank)
         self.model = build_model(
             model,
             num_classes,
