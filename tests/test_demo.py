@@ -30,6 +30,7 @@ TINY = DemoConfig(
     device="cpu",
     rank_list_queries=2,
     rank_list_length=3,
+    video={"duration": 20.0, "num_ids": 6, "lookalike_fraction": 0.0},
     progress=False,
 )
 
@@ -53,9 +54,15 @@ def test_tiny_demo_writes_the_report_json_and_pictures(tmp_path):
     markdown = (out / "report.md").read_text()
     assert "| visual+st |" in markdown and "tensorboard --logdir" in markdown
     pictures = [out / p for p in report["pictures"]]
-    assert len(pictures) == 1 + TINY.rank_list_queries
+    # transit grid, rank lists, then the tracking stage's timeline and journey picture(s)
+    assert len(pictures) >= 1 + TINY.rank_list_queries + 2
+    assert {"timeline.png"} <= {p.name for p in pictures}
+    tracking = report["tracking"]
+    assert {"appearance", "+transit (labelled)"} <= set(tracking["modes"])
+    assert tracking["tracklets"] > 0 and tracking["identities"] > 0
+    assert "## Multi-camera tracking" in markdown and "| +transit (labelled) |" in markdown
     for picture in pictures:
-        assert f"]({picture.name})" in markdown
+        assert f"]({picture.relative_to(out)})" in markdown
         with Image.open(picture) as image:
             image.load()
             assert image.size[0] > 200 and image.size[1] > 100
@@ -115,6 +122,17 @@ def test_bad_settings_are_one_line_errors(tmp_path, capsys):
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
         # Refused before anything is written: no output folder, no network.
         assert not (tmp_path / "d").exists(), argv
+
+
+def test_bad_video_settings_fail_before_anything_is_written(tmp_path):
+    from dataclasses import replace
+
+    from mtmct_reid.errors import ReIDError
+
+    for video, message in (({"no_such_knob": 1}, "no_such_knob"), ({"fps": 0.0}, "fps")):
+        with pytest.raises(ReIDError, match=message):
+            run_demo(tmp_path / "d", replace(TINY, video=video))
+        assert not (tmp_path / "d").exists()
 
 
 class _Ranked:

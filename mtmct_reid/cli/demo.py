@@ -55,6 +55,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="synthetic network option, e.g. lookalike_fraction=0.8 (repeatable; see "
         "'mtmct-reid synth --help')",
     )
+    parser.add_argument(
+        "--no-tracking",
+        dest="tracking",
+        action="store_false",
+        help="skip the multi-camera tracking stage (a small synthetic video network)",
+    )
     parser.set_defaults(func=run_demo_command)
 
 
@@ -93,6 +99,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
         if args.image_size is None
         else parse_image_size(args.image_size),
         synth=_synth_options(args.synth),
+        tracking=args.tracking,
         force=args.force,
     )
     result = run_demo(args.out, config)

@@ -133,6 +133,7 @@ def run_track(args: argparse.Namespace) -> int:
     from mtmct_reid.mtmc.tracking import (
         describe_tracklets,
         fit_transit_from_root,
+        format_modes,
         global_boxes,
         global_ids,
         group_tracklets,
@@ -257,22 +258,6 @@ def run_track(args: argparse.Namespace) -> int:
         f"{len(pictures)} journey picture(s), summary.json)"
     )
     return 0
-
-
-def format_modes(rows: dict[str, dict[str, float]]) -> str:
-    """The modes table: a row per mode, IDF1/IDP/IDR/MCTA/HOTA in percent.
-
-    Example:
-        >>> print(format_modes({"appearance": dict(IDF1=0.5, IDP=0.5, IDR=0.5, MCTA=0.4, HOTA=0.3)}))
-        mode        IDF1   IDP   IDR  MCTA  HOTA
-        appearance  50.0  50.0  50.0  40.0  30.0
-    """
-    columns = ("IDF1", "IDP", "IDR", "MCTA", "HOTA")
-    width = max(len("mode"), *(len(name) for name in rows))
-    lines = ["mode".ljust(width) + "".join(c.rjust(6) for c in columns)]
-    for name, row in rows.items():
-        lines.append(name.ljust(width) + "".join(f"{100 * row[c]:6.1f}" for c in columns))
-    return "\n".join(lines)
 
 
 def _extractor(args: argparse.Namespace):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -594,3 +594,41 @@ def demo_tracking(
     write_json(out / "tracking_modes.json", result)
     result["pictures"] = pictures
     return result
+
+
+#: Columns of the modes table, in the order every table and JSON lists them.
+MODE_COLUMNS = ("IDF1", "IDP", "IDR", "MCTA", "HOTA")
+
+
+def format_modes(rows: Mapping[str, Mapping[str, float]], style: str = "text") -> str:
+    """The modes table: a row per mode, IDF1/IDP/IDR/MCTA/HOTA in percent.
+
+    Args:
+        rows: mode -> figures as fractions (the :func:`compare_modes` rows).
+        style: ``"text"`` (aligned columns) or ``"markdown"``.
+
+    Example:
+        >>> rows = {"appearance": dict(IDF1=0.5, IDP=0.5, IDR=0.5, MCTA=0.4, HOTA=0.3)}
+        >>> print(format_modes(rows))
+        mode        IDF1   IDP   IDR  MCTA  HOTA
+        appearance  50.0  50.0  50.0  40.0  30.0
+        >>> print(format_modes(rows, "markdown"))
+        | mode | IDF1 | IDP | IDR | MCTA | HOTA |
+        |---|---:|---:|---:|---:|---:|
+        | appearance | 50.0 | 50.0 | 50.0 | 40.0 | 30.0 |
+    """
+    if style == "markdown":
+        lines = ["| mode | " + " | ".join(MODE_COLUMNS) + " |"]
+        lines.append("|---|" + "---:|" * len(MODE_COLUMNS))
+        for name, row in rows.items():
+            lines.append(
+                f"| {name} | " + " | ".join(f"{100 * row[c]:.1f}" for c in MODE_COLUMNS) + " |"
+            )
+        return "\n".join(lines)
+    if style != "text":
+        raise ValueError(f"style={style!r} (expected 'text' or 'markdown')")
+    width = max(len("mode"), *(len(name) for name in rows))
+    lines = ["mode".ljust(width) + "".join(c.rjust(6) for c in MODE_COLUMNS)]
+    for name, row in rows.items():
+        lines.append(name.ljust(width) + "".join(f"{100 * row[c]:6.1f}" for c in MODE_COLUMNS))
+    return "\n".join(lines)
