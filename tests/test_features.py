@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _deploy import checkpoint_file
 from PIL import Image
 
 from mtmct_reid import cli
@@ -180,21 +181,6 @@ def _market_dataset(root, seed=0):
     return root
 
 
-def _checkpoint(path, net, image_size=(64, 32)):
-    hparams = {
-        "model": net.model_name,
-        "backbone": net.backbone_name,
-        "num_classes": net.config["num_classes"],
-        "image_size": list(image_size),
-        "last_stride": net.config["last_stride"],
-        "num_parts": net.num_parts,
-        "dropout": net.config["dropout"],
-    }
-    state = {"model." + k: v for k, v in net.state_dict().items()}
-    torch.save({"state_dict": state, "hyper_parameters": hparams}, path)
-    return path
-
-
 def test_extract_featureset_keeps_labels_in_row_order(model, tmp_path):
     paths = []
     for i in range(5):
@@ -236,7 +222,7 @@ def test_extract_featureset_keeps_labels_in_row_order(model, tmp_path):
 
 def test_extract_cli_end_to_end(model, tmp_path, capsys):
     root = _market_dataset(tmp_path / "Market-1501")
-    ckpt = _checkpoint(tmp_path / "pcb.ckpt", model)
+    ckpt = checkpoint_file(tmp_path / "pcb.ckpt", model)
     out = tmp_path / "out" / "features.npz"
     code = cli.main(
         [
@@ -287,7 +273,7 @@ def test_extract_cli_end_to_end(model, tmp_path, capsys):
 
 def test_extract_cli_errors_are_one_line(model, tmp_path, capsys):
     root = _market_dataset(tmp_path / "Market-1501")
-    ckpt = _checkpoint(tmp_path / "pcb.ckpt", model)
+    ckpt = checkpoint_file(tmp_path / "pcb.ckpt", model)
     (tmp_path / "junk.ckpt").write_text("nope")
     out = str(tmp_path / "f.npz")
     cases = [

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from _deploy import checkpoint_file
 from PIL import Image
 
 from mtmct_reid.cli import main
@@ -79,17 +80,7 @@ def network(tmp_path_factory):
     _make_root(base / "test")
     torch.manual_seed(0)
     net = build_model("pcb", num_classes=5, backbone="resnet18", weights="none", num_parts=2)
-    hparams = {
-        "model": net.model_name,
-        "backbone": net.backbone_name,
-        "num_classes": 5,
-        "image_size": [64, 32],
-        "last_stride": net.config["last_stride"],
-        "num_parts": net.num_parts,
-        "dropout": net.config["dropout"],
-    }
-    state = {"model." + k: v for k, v in net.state_dict().items()}
-    torch.save({"state_dict": state, "hyper_parameters": hparams}, base / "model.ckpt")
+    checkpoint_file(base / "model.ckpt", net)
     return base
 
 

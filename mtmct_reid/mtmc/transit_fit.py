@@ -32,7 +32,6 @@ from mtmct_reid.retrieval.fusion import DEFAULT_FUSION, FusionParams
 from mtmct_reid.retrieval.transit import (
     MAX_TABLE_ENTRIES,
     TransitTimeModel,
-    gaussian_kernel,
     smoothing_radius,
 )
 
@@ -194,20 +193,8 @@ def fit_transit_from_gaps(
     counts = counts.reshape(c, c, num_bins)
     distinct = np.unique(np.stack([person, pair]), axis=1)
     pair_ids = np.bincount(distinct[1], minlength=c * c).reshape(c, c)
-    probabilities = np.zeros_like(counts)
-    kernel = gaussian_kernel(sigma_bins, truncate)
-    for flat in np.flatnonzero(pair_ids.reshape(-1) > 0):
-        row = np.convolve(counts.reshape(c * c, num_bins)[flat], kernel, mode="full")
-        row = row[radius : radius + num_bins]  # bins below 0 count as zero
-        probabilities.reshape(c * c, num_bins)[flat] = row / row.sum()
-    model = TransitTimeModel(
-        camera_ids=known,
-        probabilities=probabilities,
-        counts=counts,
-        pair_ids=pair_ids,
-        bin_width=bin_width,
-        sigma_bins=sigma_bins,
-        truncate=truncate,
+    model = TransitTimeModel.from_counts(
+        known, counts, pair_ids, bin_width=bin_width, sigma_bins=sigma_bins, truncate=truncate
     )
     log.info(
         "transit model from tracks: %d transits of %d identities, %d of %d camera pairs observed",

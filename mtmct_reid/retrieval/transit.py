@@ -195,6 +195,60 @@ class TransitTimeModel:
     # Fitting
 
     @classmethod
+    def from_counts(
+        cls,
+        camera_ids: np.ndarray,
+        counts: np.ndarray,
+        pair_ids: np.ndarray,
+        *,
+        bin_width: float,
+        sigma_bins: float,
+        truncate: float,
+    ) -> TransitTimeModel:
+        """The model of raw transit histograms: each observed camera pair's counts convolved with
+        the Gaussian of ``sigma_bins`` (cut at ``truncate`` σ; bins outside the histogram count as
+        zero, no reflection at bin 0), then normalised to sum 1. Every fit (image labels, tracks)
+        ends here.
+
+        Args:
+            camera_ids: sorted camera ids [C].
+            counts: transit counts [C, C, B] indexed (later camera, earlier camera, bin).
+            pair_ids: identities seen per ordered pair [C, C]; pairs with 0 keep probability 0.
+            bin_width: time units per bin.
+            sigma_bins: smoothing σ in bins.
+            truncate: the Gaussian is cut at ``truncate · sigma_bins`` bins.
+
+        Example:
+            >>> counts = np.zeros((2, 2, 5)); counts[1, 0, 2] = 3
+            >>> pairs = np.array([[0, 0], [3, 0]])
+            >>> m = TransitTimeModel.from_counts(np.array([1, 2]), counts, pairs, bin_width=10.0,
+            ...                                  sigma_bins=0.0, truncate=3.0)
+            >>> m.probabilities[1, 0].tolist()
+            [0.0, 0.0, 1.0, 0.0, 0.0]
+        """
+        counts = np.asarray(counts, dtype=np.float64)
+        c, _, num_bins = counts.shape
+        probabilities = np.zeros_like(counts)
+        observed = np.asarray(pair_ids).reshape(-1) > 0
+        rows = counts.reshape(c * c, num_bins)[observed]
+        from scipy.ndimage import convolve1d  # scipy only when fitting
+
+        smoothed = convolve1d(
+            rows, gaussian_kernel(sigma_bins, truncate), axis=1, mode="constant", cval=0.0
+        )
+        smoothed /= smoothed.sum(axis=1, keepdims=True)
+        probabilities.reshape(c * c, num_bins)[observed] = smoothed
+        return cls(
+            camera_ids=np.asarray(camera_ids),
+            probabilities=probabilities,
+            counts=counts,
+            pair_ids=np.asarray(pair_ids),
+            bin_width=bin_width,
+            sigma_bins=sigma_bins,
+            truncate=truncate,
+        )
+
+    @classmethod
     def fit(
         cls,
         pids: np.ndarray,
@@ -293,25 +347,8 @@ class TransitTimeModel:
         )
         pair_ids = np.bincount(later * c + earlier, minlength=c * c).reshape(c, c)
 
-        probabilities = np.zeros_like(counts)
-        observed = pair_ids.reshape(-1) > 0
-        rows = counts.reshape(c * c, num_bins)[observed]
-        from scipy.ndimage import convolve1d  # scipy only when fitting
-
-        smoothed = convolve1d(
-            rows, gaussian_kernel(sigma_bins, truncate), axis=1, mode="constant", cval=0.0
-        )
-        smoothed /= smoothed.sum(axis=1, keepdims=True)
-        probabilities.reshape(c * c, num_bins)[observed] = smoothed
-
-        model = cls(
-            camera_ids=known,
-            probabilities=probabilities,
-            counts=counts,
-            pair_ids=pair_ids,
-            bin_width=bin_width,
-            sigma_bins=sigma_bins,
-            truncate=truncate,
+        model = cls.from_counts(
+            known, counts, pair_ids, bin_width=bin_width, sigma_bins=sigma_bins, truncate=truncate
         )
         unvisited = known[~np.isin(known, cams_a)]
         if unvisited.size:
