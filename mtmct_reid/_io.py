@@ -19,6 +19,7 @@ import errno
 import json
 import os
 import re
+import secrets
 import shutil
 import stat
 import sys
@@ -362,15 +363,14 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
                 ) from None
             raise _write_error(given, exc) from None
         _clean_stale_temporaries(folder, final.name)
+    # The name is chosen before the file exists and the file is created inside the ``try``: a
+    # Ctrl-C at any point after creation (even inside the creating call) still removes it.
+    tmp = folder / f".{final.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp{suffix}"
     try:
-        fd, name = tempfile.mkstemp(
-            prefix=f".{final.name}.{os.getpid()}.", suffix=f".tmp{suffix}", dir=folder
-        )
-    except OSError as exc:
-        raise _write_error(given, exc) from None
-    os.close(fd)
-    tmp = Path(name)
-    try:
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as exc:
+            raise _write_error(given, exc) from None
         yield tmp
         if stream:
             # Appended, not truncated: /dev/stdout redirected to a file already holds what this
@@ -381,7 +381,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
                 shutil.copyfileobj(src, dst)
             tmp.unlink()
         else:
-            # mkstemp makes the file private (0600); give it the mode a plain open() would have.
+            # The temporary is created private (0600); give it the mode a plain open() would have.
             os.chmod(tmp, umask_mode())
             os.replace(tmp, final)
     except OSError as exc:

@@ -315,10 +315,12 @@ def test_a_read_only_place_is_one_line(tmp_path, monkeypatch):
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS))
 
-    monkeypatch.setattr(_io.tempfile, "mkstemp", read_only)
+    # Root ignores permissions and tests cannot mount: the creating call fails as on a read-only FS.
+    monkeypatch.setattr(_io.os, "open", read_only)
     with pytest.raises(ReIDError, match=r"out.json: cannot write \(Read-only file system\)"):
         write_json(tmp_path / "out.json", {})
     monkeypatch.undo()
+    assert os.listdir(tmp_path) == []
     monkeypatch.setattr(_io.os, "access", lambda *a, **k: False)
     with pytest.raises(ReIDError, match="cannot write there .* is (not writable|on a read-only)"):
         check_output(tmp_path / "out.json", "--json", "json")

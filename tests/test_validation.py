@@ -400,10 +400,10 @@ def test_bad_checkpoints_are_one_line_without_torch_pickle_advice(tmp_path, caps
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ("lookalike_fraction=abc", "demo --synth lookalike_fraction must be a finite number"),
-        ("bin_width=abc", "demo --synth bin_width must be an integer within int64, got 'abc'"),
-        ("visits_range=5", "demo --synth visits_range must be a list of 2 numbers like [2, 4]"),
-        ("bogus=1", "demo --synth bogus: unknown option; known: "),
+        ("lookalike_fraction=abc", "--synth lookalike_fraction='abc': expected a number"),
+        ("bin_width=abc", "--synth bin_width='abc': expected a number"),
+        ("visits_range=5", "--synth visits_range=5: expected a list, e.g. visits_range=[2, 4]"),
+        ("bogus=1", "bogus"),
     ],
 )
 def test_demo_synth_options_are_typed_before_anything_is_written(tmp_path, capsys, option, message):
