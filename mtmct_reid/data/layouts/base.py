@@ -8,6 +8,7 @@ Market-1501's test set takes milliseconds.
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 import re
@@ -31,7 +32,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp")
 SHOWN = 3
 
 
-class Layout:
+class Layout(abc.ABC):
     """A dataset layout: how to recognise it on disk and how to read it into records.
 
     Subclass it, set what the class attributes say, and register the class with
@@ -60,9 +61,9 @@ class Layout:
         """
         return False
 
+    @abc.abstractmethod
     def read(self, path: Path, **options: Any) -> Records:
         """Read the dataset at ``path`` (resolved and existing) into records with absolute paths."""
-        raise NotImplementedError(f"layout '{self.name}' does not define read()")
 
 
 # --------------------------------------------------------------------------------------------------

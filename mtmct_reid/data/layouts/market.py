@@ -8,6 +8,7 @@ told apart by their file names.
 
 from __future__ import annotations
 
+import abc
 import os
 import re
 from collections.abc import Sequence
@@ -156,8 +157,9 @@ class _MarketFolders(Layout):
     pattern: re.Pattern[str]
     looks_like = "bounding_box_train, query, bounding_box_test"
 
+    @abc.abstractmethod
     def _parse(self, names: Sequence[str], table: np.ndarray, folder: Path):
-        raise NotImplementedError
+        """Person ids, cameras and times of ``names`` (the subclass's naming)."""
 
     def read(self, path: Path, **options) -> Records:
         skipped = SkippedFiles()
