@@ -16,570 +16,85 @@ the CSV manifest does. The AI City single-file format (``camera_id obj_id frame_
 height xworld yworld``, space separated) is read and written too.
 
 Boxes travel as :class:`Boxes`, aligned numpy columns, never as per-box objects.
+
+This module is the root's layout and the :class:`MTMCRoot` that reads it; the types live in
+:mod:`~mtmct_reid.mtmc.boxes`, the text files in :mod:`~mtmct_reid.mtmc.textfiles` and the pixels
+(frames, videos, crops) in :mod:`~mtmct_reid.mtmc.frames`. Every public name of those modules is
+importable from here too.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
-from mtmct_reid._io import atomic_path
 from mtmct_reid.errors import ReIDError, first_line
+from mtmct_reid.mtmc.boxes import DET, GT, NO_ID, Boxes, Camera, camera_ids
+from mtmct_reid.mtmc.frames import (
+    CropBatch,
+    crop_batch,
+    crop_box,
+    iter_image_frames,
+    iter_video_frames,
+    video_frame_count,
+    video_size,
+    write_video,
+)
+from mtmct_reid.mtmc.textfiles import (
+    AICITY_FIELDS,
+    CAMERAS_NAME,
+    MOT_FIELDS,
+    is_aicity_file,
+    read_aicity,
+    read_cameras,
+    read_mot,
+    read_mot_rows,
+    write_aicity,
+    write_cameras,
+    write_mot,
+)
+
+__all__ = [
+    "AICITY_FIELDS",
+    "CAMERAS_NAME",
+    "DET",
+    "FRAMES_DIR",
+    "FRAME_DIGITS",
+    "FRAME_SUFFIXES",
+    "GT",
+    "MOT_FIELDS",
+    "NO_ID",
+    "VIDEO_NAMES",
+    "Boxes",
+    "Camera",
+    "CropBatch",
+    "MTMCRoot",
+    "camera_ids",
+    "create_root",
+    "is_aicity_file",
+    "is_root",
+    "read_aicity",
+    "read_cameras",
+    "read_mot",
+    "read_root",
+    "write_aicity",
+    "write_cameras",
+    "write_mot",
+    "write_video",
+]
 
 log = logging.getLogger(__name__)
 
-CAMERAS_NAME = "cameras.csv"
 #: Video file names a camera folder may hold instead of ``img1/``, in the order they are looked for.
 VIDEO_NAMES = ("video.mp4", "video.avi", "video.mkv")
 FRAMES_DIR = "img1"
 #: Digits of a frame file name (``000001.jpg``).
 FRAME_DIGITS = 6
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
-#: The box sources every camera may have besides its trackers' ``tracks/NAME.txt``.
-GT, DET = "gt", "det"
-#: Identity of a box that has none (detections).
-NO_ID = -1
-
-_VIDEO_EXTRA = "PyAV is needed to read video: pip install 'mtmct-reid[video]'"
-
-
-# --------------------------------------------------------------------------------------------------
-# Cameras
-
-
-@dataclass(frozen=True)
-class Camera:
-    """One camera of a network.
-
-    Args:
-        id: integer id used in every box array.
-        name: the ``camera`` cell of ``cameras.csv``, which is also the camera's folder name.
-        fps: frames per second (> 0).
-        offset: seconds on the common clock at frame 1.
-        width: frame width in pixels, when known.
-        height: frame height in pixels, when known.
-
-    Example:
-        >>> cam = Camera(id=2, name="2", fps=10.0, offset=5.0)
-        >>> cam.times(np.array([1, 11])).tolist()
-        [5.0, 6.0]
-    """
-
-    id: int
-    name: str
-    fps: float
-    offset: float
-    width: int | None = None
-    height: int | None = None
-
-    def times(self, frames: np.ndarray) -> np.ndarray:
-        """Common-clock seconds of 1-based ``frames`` (float64)."""
-        return self.offset + (np.asarray(frames, dtype=np.float64) - 1.0) / self.fps
-
-    def frames_at(self, times: np.ndarray) -> np.ndarray:
-        """The 1-based frame nearest each common-clock time (int64; may be outside the video)."""
-        return (
-            np.rint((np.asarray(times, dtype=np.float64) - self.offset) * self.fps).astype(np.int64)
-            + 1
-        )
-
-
-def camera_ids(labels: Sequence[str]) -> list[int]:
-    """Integer labels are the ids; otherwise the sorted names become ids 1..C.
-
-    Example:
-        >>> camera_ids(["3", "1"]), camera_ids(["west", "east"])
-        ([3, 1], [2, 1])
-    """
-    labels = [str(s).strip() for s in labels]
-    try:
-        return [int(s) for s in labels]
-    except ValueError:
-        order = {name: i + 1 for i, name in enumerate(sorted(set(labels)))}
-        return [order[s] for s in labels]
-
-
-def read_cameras(path: str | os.PathLike) -> list[Camera]:
-    """Read ``cameras.csv`` (header ``camera,fps,offset`` and optionally ``width,height``).
-
-    Raises:
-        ReIDError: a missing file or column, a non-numeric or non-positive field, a repeated camera.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ReIDError(f"{path}: {CAMERAS_NAME} not found (expected columns camera,fps,offset)")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReIDError(f"{path}: unreadable ({first_line(exc)})") from None
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
-    missing = [c for c in ("camera", "fps", "offset") if c not in header]
-    if missing:
-        raise ReIDError(
-            f"{path}: missing column(s) {', '.join(missing)} (header must start camera,fps,offset)"
-        )
-    if ("width" in header) != ("height" in header):
-        raise ReIDError(f"{path}: give both width and height columns, or neither")
-    rows: list[tuple[int, str, float, float, int | None, int | None]] = []
-    for row_no, row in enumerate(reader, start=2):
-        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
-            continue
-        name = (row.get("camera") or "").strip()
-        if not name or "/" in name or name in (".", ".."):
-            raise ReIDError(f"{path}: row {row_no}: camera '{name}' is not a folder name")
-        fps = _csv_float(path, row_no, "fps", row.get("fps"))
-        offset = _csv_float(path, row_no, "offset", row.get("offset"))
-        if fps <= 0:
-            raise ReIDError(f"{path}: row {row_no}: fps is {fps:g}, expected a positive number")
-        width = height = None
-        if "width" in header and ((row.get("width") or "").strip() or (row.get("height") or "")):
-            width = _csv_size(path, row_no, "width", row.get("width"))
-            height = _csv_size(path, row_no, "height", row.get("height"))
-        rows.append((row_no, name, fps, offset, width, height))
-    if not rows:
-        raise ReIDError(f"{path}: no cameras listed")
-    names = [r[1] for r in rows]
-    ids = camera_ids(names)
-    seen: dict[int, int] = {}
-    for (row_no, name, *_), cam_id in zip(rows, ids, strict=True):
-        if cam_id in seen:
-            raise ReIDError(
-                f"{path}: row {row_no}: camera '{name}' repeats the camera of row {seen[cam_id]}"
-            )
-        seen[cam_id] = row_no
-    return [
-        Camera(id=cam_id, name=name, fps=fps, offset=offset, width=w, height=h)
-        for (_, name, fps, offset, w, h), cam_id in zip(rows, ids, strict=True)
-    ]
-
-
-def _csv_float(path: Path, row_no: int, field: str, value: str | None) -> float:
-    try:
-        out = float((value or "").strip())
-    except ValueError:
-        raise ReIDError(
-            f"{path}: row {row_no}: field '{field}' is '{value or ''}', expected a number"
-        ) from None
-    if not math.isfinite(out):
-        raise ReIDError(
-            f"{path}: row {row_no}: field '{field}' is '{value}', expected a finite number"
-        )
-    return out
-
-
-def _csv_size(path: Path, row_no: int, field: str, value: str | None) -> int:
-    text = (value or "").strip()
-    if not text.isdigit() or int(text) <= 0:
-        raise ReIDError(f"{path}: row {row_no}: field '{field}' is '{text}', expected pixels > 0")
-    return int(text)
-
-
-def write_cameras(path: str | os.PathLike, cameras: Sequence[Camera]) -> Path:
-    """Write ``cameras.csv`` atomically; ``width,height`` columns when every camera has them."""
-    path = Path(path)
-    sized = all(c.width is not None and c.height is not None for c in cameras)
-    lines = ["camera,fps,offset" + (",width,height" if sized else "")]
-    for c in cameras:
-        line = f"{c.name},{_num(c.fps)},{_num(c.offset)}"
-        lines.append(line + (f",{c.width},{c.height}" if sized else ""))
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def _num(value: float) -> str:
-    """Shortest text that reads back as the same float (integers without a decimal point)."""
-    value = float(value)
-    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
-
-
-# --------------------------------------------------------------------------------------------------
-# Boxes
-
-
-@dataclass(frozen=True)
-class Boxes:
-    """Boxes of one or many cameras as aligned columns (one row per box).
-
-    Args:
-        cams: camera id, int64 [N].
-        frames: 1-based frame, int64 [N].
-        ids: identity (global in ground truth, local in a tracker's output, ``-1`` for detections).
-        x, y, w, h: top-left corner and size in pixels, float64 [N].
-        conf: confidence (1 in ground truth), float64 [N].
-        cls: MOTChallenge class (1 pedestrian, ``-1`` unknown), int64 [N].
-        visibility: visible fraction in [0, 1] (``-1`` unknown), float64 [N].
-        xworld, yworld: AI City world coordinates (``-1`` unknown), float64 [N].
-
-    Example:
-        >>> b = Boxes.from_columns(cams=[1, 1], frames=[2, 1], ids=[7, 7], x=[0, 1], y=[0, 0],
-        ...                        w=[10, 10], h=[20, 20])
-        >>> b.sorted().frames.tolist(), len(b)
-        ([1, 2], 2)
-    """
-
-    cams: np.ndarray
-    frames: np.ndarray
-    ids: np.ndarray
-    x: np.ndarray
-    y: np.ndarray
-    w: np.ndarray
-    h: np.ndarray
-    conf: np.ndarray
-    cls: np.ndarray
-    visibility: np.ndarray
-    xworld: np.ndarray
-    yworld: np.ndarray
-
-    _INT = ("cams", "frames", "ids", "cls")
-    _DEFAULTS = {"conf": 1.0, "cls": -1, "visibility": -1.0, "xworld": -1.0, "yworld": -1.0}
-
-    def __post_init__(self) -> None:
-        n = len(self.cams)
-        for f in fields(self):
-            if len(getattr(self, f.name)) != n:
-                raise ReIDError(
-                    f"boxes: column '{f.name}' has {len(getattr(self, f.name))} rows, expected {n}"
-                )
-
-    @classmethod
-    def from_columns(boxes_type, **columns: Iterable[float] | np.ndarray | None) -> Boxes:
-        """Boxes from any array-likes; ``conf``, ``cls``, ``visibility``, ``xworld``, ``yworld``
-        default to 1, −1, −1, −1, −1."""
-        n = len(np.asarray(columns["cams"]))
-        out = {}
-        for f in fields(boxes_type):
-            value = columns.get(f.name)
-            dtype = np.int64 if f.name in boxes_type._INT else np.float64
-            if value is None:
-                if f.name not in boxes_type._DEFAULTS:
-                    raise TypeError(f"Boxes.from_columns: missing column '{f.name}'")
-                out[f.name] = np.full(n, boxes_type._DEFAULTS[f.name], dtype=dtype)
-            else:
-                out[f.name] = np.asarray(value, dtype=dtype).reshape(-1)
-        unknown = set(columns) - {f.name for f in fields(boxes_type)}
-        if unknown:
-            raise TypeError(f"Boxes.from_columns: unknown column(s) {sorted(unknown)}")
-        return boxes_type(**out)
-
-    @classmethod
-    def empty(cls) -> Boxes:
-        """No boxes."""
-        return cls.from_columns(cams=[], frames=[], ids=[], x=[], y=[], w=[], h=[])
-
-    @classmethod
-    def concat(cls, parts: Sequence[Boxes]) -> Boxes:
-        """Rows of every part, in order."""
-        if not parts:
-            return cls.empty()
-        return cls(
-            **{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)}
-        )
-
-    def __len__(self) -> int:
-        return len(self.cams)
-
-    def select(self, index: np.ndarray) -> Boxes:
-        """The rows picked by a boolean mask or an integer index array."""
-        return Boxes(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
-
-    def replace(self, **columns: np.ndarray) -> Boxes:
-        """A copy with some columns replaced (same length)."""
-        current = {f.name: getattr(self, f.name) for f in fields(self)}
-        current.update(columns)
-        return Boxes.from_columns(**current)
-
-    def sorted(self) -> Boxes:
-        """Rows ordered by camera, frame, then id."""
-        return self.select(np.lexsort((self.ids, self.frames, self.cams)))
-
-    def camera(self, cam: int) -> Boxes:
-        """The rows of one camera."""
-        return self.select(self.cams == cam)
-
-    @property
-    def xywh(self) -> np.ndarray:
-        """[N, 4] float64 ``x, y, w, h``."""
-        return np.stack([self.x, self.y, self.w, self.h], axis=1)
-
-    @property
-    def xyxy(self) -> np.ndarray:
-        """[N, 4] float64 ``x1, y1, x2, y2``."""
-        return np.stack([self.x, self.y, self.x + self.w, self.y + self.h], axis=1)
-
-    def equals(self, other: Boxes) -> bool:
-        """Same rows in the same order, every column exactly equal."""
-        return len(self) == len(other) and all(
-            np.array_equal(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)
-        )
-
-
-# --------------------------------------------------------------------------------------------------
-# Text tables: MOTChallenge rows and AI City files
-
-MOT_FIELDS = ("frame", "id", "x", "y", "w", "h", "conf", "class", "visibility", "z")
-AICITY_FIELDS = (
-    "camera_id",
-    "obj_id",
-    "frame_id",
-    "xmin",
-    "ymin",
-    "width",
-    "height",
-    "xworld",
-    "yworld",
-)
-
-
-def _read_table(
-    path: Path, sep: str | None, names: Sequence[str], min_fields: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Numeric rows of a text file as float64 [N, K] and each row's 1-based line number.
-
-    Blank lines are skipped. Every row must have the same number of fields, between ``min_fields``
-    and ``len(names)``, all finite numbers.
-    """
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReIDError(f"{path}: unreadable ({first_line(exc)})") from None
-    lines = text.splitlines()
-    keep = [i for i, line in enumerate(lines) if line.strip()]
-    if not keep:
-        return np.zeros((0, min_fields)), np.zeros(0, dtype=np.int64)
-    rows = [lines[i] for i in keep]
-    line_numbers = np.asarray(keep, dtype=np.int64) + 1
-    expected = len(_split(rows[0], sep))
-    if not min_fields <= expected <= len(names):
-        raise ReIDError(
-            f"{path}: row {line_numbers[0]} has {expected} fields, expected {min_fields} to "
-            f"{len(names)} ({','.join(names[:expected] if expected <= len(names) else names)})"
-        )
-    try:
-        table = np.loadtxt(rows, delimiter=sep, ndmin=2, dtype=np.float64)
-        if table.shape[1] != expected:
-            raise ValueError("ragged")
-    except ValueError:
-        for line_no, line in zip(line_numbers.tolist(), rows, strict=True):
-            cells = _split(line, sep)
-            if len(cells) != expected:
-                raise ReIDError(
-                    f"{path}: row {line_no} has {len(cells)} fields, expected {expected} like row "
-                    f"{line_numbers[0]}"
-                ) from None
-            for name, cell in zip(names, cells, strict=False):
-                try:
-                    float(cell)
-                except ValueError:
-                    raise ReIDError(
-                        f"{path}: row {line_no}: field '{name}' is '{cell.strip()}', expected a number"
-                    ) from None
-        raise ReIDError(f"{path}: not a table of numbers") from None
-    bad = ~np.isfinite(table)
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
-        raise ReIDError(
-            f"{path}: row {line_numbers[r]}: field '{names[c]}' is {table[r, c]}, expected a finite number"
-        )
-    return table, line_numbers
-
-
-def _split(line: str, sep: str | None) -> list[str]:
-    return line.split(sep) if sep else line.split()
-
-
-def _integer_column(
-    path: Path, table: np.ndarray, col: int, names: Sequence[str], lines: np.ndarray, low: int
-) -> np.ndarray:
-    values = table[:, col]
-    bad = (values != np.round(values)) | (values < low) | (np.abs(values) > 2**53)
-    if bad.any():
-        r = int(np.argmax(bad))
-        raise ReIDError(
-            f"{path}: row {lines[r]}: field '{names[col]}' is {values[r]:g}, expected an integer >= {low}"
-        )
-    return values.astype(np.int64)
-
-
-def _check_sizes(path: Path, boxes: Boxes, lines: np.ndarray) -> None:
-    bad = (boxes.w <= 0) | (boxes.h <= 0)
-    if bad.any():
-        r = int(np.argmax(bad))
-        raise ReIDError(
-            f"{path}: row {lines[r]}: box size {boxes.w[r]:g}x{boxes.h[r]:g}, expected width and "
-            "height > 0"
-        )
-
-
-def _check_duplicates(path: Path, boxes: Boxes, lines: np.ndarray) -> None:
-    """One identity appears at most once per frame of a camera (detections, id −1, excepted)."""
-    keyed = np.flatnonzero(boxes.ids != NO_ID)
-    if len(keyed) < 2:
-        return
-    order = keyed[np.lexsort((boxes.ids[keyed], boxes.frames[keyed], boxes.cams[keyed]))]
-    same = (
-        (np.diff(boxes.cams[order]) == 0)
-        & (np.diff(boxes.frames[order]) == 0)
-        & (np.diff(boxes.ids[order]) == 0)
-    )
-    if same.any():
-        k = int(np.argmax(same))
-        a, b = sorted((int(order[k]), int(order[k + 1])))
-        raise ReIDError(
-            f"{path}: row {lines[b]}: frame {boxes.frames[b]} id {boxes.ids[b]} repeats row {lines[a]} "
-            "(one box per identity and frame)"
-        )
-
-
-def read_mot(path: str | os.PathLike, camera: int, allow_no_id: bool = False) -> Boxes:
-    """Read one camera's MOTChallenge file (gt, det or tracks) as :class:`Boxes`.
-
-    Args:
-        path: the text file (comma separated, 6 to 10 fields per row).
-        camera: camera id given to every row.
-        allow_no_id: accept id ``-1`` (detections); otherwise ids must be ``>= 0``.
-
-    Raises:
-        ReIDError: non-numeric fields, frames < 1, non-integer ids, non-positive sizes, or an id
-            repeated in one frame, naming the file and row.
-    """
-    boxes, _ = _read_mot_rows(Path(path), camera, allow_no_id)
-    return boxes
-
-
-def _read_mot_rows(path: Path, camera: int, allow_no_id: bool) -> tuple[Boxes, np.ndarray]:
-    if not path.is_file():
-        raise ReIDError(f"{path}: file not found")
-    table, lines = _read_table(path, ",", MOT_FIELDS, 6)
-    frames = _integer_column(path, table, 0, MOT_FIELDS, lines, 1)
-    ids = _integer_column(path, table, 1, MOT_FIELDS, lines, NO_ID if allow_no_id else 0)
-    k = table.shape[1]
-    # Columns 8-10 hold class and visibility in ground truth, world coordinates (-1) elsewhere;
-    # reading them as class/visibility round-trips both, since writers put -1 there.
-    cls = _integer_column(path, table, 7, MOT_FIELDS, lines, -(2**31)) if k > 7 else None
-    boxes = Boxes.from_columns(
-        cams=np.full(len(table), camera),
-        frames=frames,
-        ids=ids,
-        x=table[:, 2],
-        y=table[:, 3],
-        w=table[:, 4],
-        h=table[:, 5],
-        conf=table[:, 6] if k > 6 else None,
-        cls=cls,
-        visibility=table[:, 8] if k > 8 else None,
-    )
-    _check_sizes(path, boxes, lines)
-    _check_duplicates(path, boxes, lines)
-    return boxes, lines
-
-
-def write_mot(path: str | os.PathLike, boxes: Boxes, kind: str = GT) -> Path:
-    """Write one camera's boxes as MOTChallenge rows, atomically, sorted by frame then id.
-
-    Args:
-        path: the text file.
-        boxes: rows of a single camera.
-        kind: ``"gt"`` writes ``frame,id,x,y,w,h,conf,class,visibility``; anything else writes
-            ``frame,id,x,y,w,h,conf,-1,-1,-1`` (MOTChallenge detections and tracker results).
-    """
-    if len(np.unique(boxes.cams)) > 1:
-        raise ValueError("write_mot: boxes of more than one camera")
-    b = boxes.select(np.lexsort((boxes.ids, boxes.frames)))
-    cols = [b.frames, b.ids, b.x, b.y, b.w, b.h, b.conf]
-    if kind == GT:
-        cols += [b.cls, b.visibility]
-    else:
-        cols += [np.full(len(b), -1)] * 3
-    return _write_rows(Path(path), cols, ",")
-
-
-def _write_rows(path: Path, cols: Sequence[np.ndarray], sep: str) -> Path:
-    text_cols = [[_num(v) for v in np.asarray(c, dtype=np.float64).tolist()] for c in cols]
-    body = "\n".join(sep.join(row) for row in zip(*text_cols, strict=True))
-    with atomic_path(path) as tmp:
-        tmp.write_text(body + ("\n" if body else ""))
-    return path
-
-
-def read_aicity(path: str | os.PathLike, cameras: Sequence[Camera] | None = None) -> Boxes:
-    """Read an AI City MTMC file: ``camera_id obj_id frame_id xmin ymin width height xworld yworld``.
-
-    Args:
-        path: the text file (space separated; the world coordinates may be left out).
-        cameras: when given, every ``camera_id`` must be one of these cameras' ids.
-
-    Raises:
-        ReIDError: as :func:`read_mot`, and a camera the network lacks.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ReIDError(f"{path}: AI City file not found")
-    table, lines = _read_table(path, None, AICITY_FIELDS, 7)
-    cams = _integer_column(path, table, 0, AICITY_FIELDS, lines, -(2**31))
-    if cameras is not None:
-        known = np.array(sorted(c.id for c in cameras), dtype=np.int64)
-        bad = ~np.isin(cams, known)
-        if bad.any():
-            r = int(np.argmax(bad))
-            raise ReIDError(
-                f"{path}: row {lines[r]}: camera_id {cams[r]} is not in {CAMERAS_NAME} "
-                f"(cameras {', '.join(map(str, known.tolist()))})"
-            )
-    k = table.shape[1]
-    boxes = Boxes.from_columns(
-        cams=cams,
-        ids=_integer_column(path, table, 1, AICITY_FIELDS, lines, 0),
-        frames=_integer_column(path, table, 2, AICITY_FIELDS, lines, 1),
-        x=table[:, 3],
-        y=table[:, 4],
-        w=table[:, 5],
-        h=table[:, 6],
-        xworld=table[:, 7] if k > 7 else None,
-        yworld=table[:, 8] if k > 8 else None,
-    )
-    _check_sizes(path, boxes, lines)
-    _check_duplicates(path, boxes, lines)
-    return boxes
-
-
-def write_aicity(path: str | os.PathLike, boxes: Boxes) -> Path:
-    """Write boxes of any cameras as one AI City file, sorted by camera, frame, id (atomically)."""
-    b = boxes.sorted()
-    cols = [b.cams, b.ids, b.frames, b.x, b.y, b.w, b.h, b.xworld, b.yworld]
-    return _write_rows(Path(path), cols, " ")
-
-
-def is_aicity_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a file (an AI City file) rather than an MTMC root folder."""
-    return Path(path).is_file()
-
-
-# --------------------------------------------------------------------------------------------------
-# The root
-
-
-@dataclass(frozen=True)
-class CropBatch:
-    """Crops of some boxes.
-
-    Args:
-        rows: index of each crop's box in the :class:`Boxes` that was cropped, int64 [B].
-        images: uint8 RGB crops, [B, H, W, 3] when a size was asked for, else a list of [h, w, 3].
-    """
-
-    rows: np.ndarray
-    images: np.ndarray | list[np.ndarray]
 
 
 class MTMCRoot:
@@ -682,7 +197,7 @@ class MTMCRoot:
             if not path.is_file():
                 missing.append(path)
                 continue
-            boxes, lines = _read_mot_rows(path, c.id, allow_no_id=source == DET)
+            boxes, lines = read_mot_rows(path, c.id, allow_no_id=source == DET)
             if check_frames and len(boxes):
                 last = self.num_frames(c.id)
                 if last is not None and boxes.frames.max() > last:
@@ -811,7 +326,7 @@ class MTMCRoot:
             if (self.camera_dir(cam) / FRAMES_DIR).is_dir():
                 n = len(self.frame_paths(cam))
             elif (video := self.video_path(cam)) is not None:
-                n = _video_frame_count(video)
+                n = video_frame_count(video)
             self._num_frames[cam] = n
         return self._num_frames[cam]
 
@@ -832,7 +347,7 @@ class MTMCRoot:
                 except OSError as exc:
                     raise ReIDError(f"{first}: unreadable image ({first_line(exc)})") from None
             elif (video := self.video_path(cam)) is not None:
-                size = _video_size(video)
+                size = video_size(video)
             self._sizes[cam] = size
         return self._sizes[cam]
 
@@ -856,7 +371,7 @@ class MTMCRoot:
         """
         wanted = None if frames is None else np.unique(np.asarray(list(frames), dtype=np.int64))
         if (self.camera_dir(cam) / FRAMES_DIR).is_dir():
-            yield from _iter_image_frames(self.frame_paths(cam), wanted)
+            yield from iter_image_frames(self.frame_paths(cam), wanted)
             return
         video = self.video_path(cam)
         if video is None:
@@ -864,7 +379,7 @@ class MTMCRoot:
                 f"{self.camera_dir(cam)}: no frames ({FRAMES_DIR}/000001.jpg ...) and no video "
                 f"({', '.join(VIDEO_NAMES)})"
             )
-        yield from _iter_video_frames(video, wanted)
+        yield from iter_video_frames(video, wanted)
 
     def iter_crops(
         self, boxes: Boxes, batch_size: int = 64, size: tuple[int, int] | None = None
@@ -895,10 +410,10 @@ class MTMCRoot:
                 for r in cam_rows[pos:end].tolist():
                     rows.append(r)
                     images.append(
-                        _crop(image, boxes.x[r], boxes.y[r], boxes.w[r], boxes.h[r], size)
+                        crop_box(image, boxes.x[r], boxes.y[r], boxes.w[r], boxes.h[r], size)
                     )
                     if len(rows) == batch_size:
-                        yield _batch(rows, images, size)
+                        yield crop_batch(rows, images, size)
                         rows, images = [], []
                 pos = end
             if pos != len(cam_rows):
@@ -906,135 +421,7 @@ class MTMCRoot:
                     f"{self.camera_dir(cam)}: frame {frame_of[pos]} is past the camera's last frame"
                 )
         if rows:
-            yield _batch(rows, images, size)
-
-
-def _batch(rows: list[int], images: list[np.ndarray], size: tuple[int, int] | None) -> CropBatch:
-    return CropBatch(
-        rows=np.asarray(rows, dtype=np.int64), images=np.stack(images) if size else images
-    )
-
-
-def _crop(
-    image: np.ndarray, x: float, y: float, w: float, h: float, size: tuple[int, int] | None
-) -> np.ndarray:
-    height, width = image.shape[:2]
-    x1 = min(max(int(math.floor(x)), 0), width - 1)
-    y1 = min(max(int(math.floor(y)), 0), height - 1)
-    x2 = min(max(int(math.ceil(x + w)), x1 + 1), width)
-    y2 = min(max(int(math.ceil(y + h)), y1 + 1), height)
-    crop = image[y1:y2, x1:x2]
-    if size is None:
-        return crop.copy()
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(crop).resize((size[1], size[0]), Image.BILINEAR))
-
-
-def _iter_image_frames(
-    paths: list[Path], wanted: np.ndarray | None
-) -> Iterator[tuple[int, np.ndarray]]:
-    from PIL import Image
-
-    numbers = range(1, len(paths) + 1) if wanted is None else wanted.tolist()
-    for frame in numbers:
-        if frame < 1 or frame > len(paths):
-            raise ReIDError(
-                f"{paths[0].parent}: frame {frame} is past the camera's last frame {len(paths)}"
-            )
-        path = paths[frame - 1]
-        try:
-            with Image.open(path) as im:
-                array = np.asarray(im.convert("RGB"))
-        except OSError as exc:
-            raise ReIDError(f"{path}: unreadable image ({first_line(exc)})") from None
-        yield frame, array
-
-
-def _import_av():
-    try:
-        import av
-    except ImportError:
-        raise ReIDError(_VIDEO_EXTRA) from None
-    return av
-
-
-def _open_video(path: Path):
-    av = _import_av()
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise ReIDError(f"{path}: cannot be decoded ({first_line(exc)})") from None
-    if not container.streams.video:
-        container.close()
-        raise ReIDError(f"{path}: has no video stream")
-    return av, container
-
-
-def _iter_video_frames(path: Path, wanted: np.ndarray | None) -> Iterator[tuple[int, np.ndarray]]:
-    av, container = _open_video(path)
-    try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        last = None if wanted is None else int(wanted[-1])
-        k = 0
-        frame_no = 0
-        try:
-            for frame in container.decode(stream):
-                frame_no += 1
-                if wanted is None:
-                    yield frame_no, frame.to_ndarray(format="rgb24")
-                else:
-                    if frame_no == wanted[k]:
-                        yield frame_no, frame.to_ndarray(format="rgb24")
-                        k += 1
-                        if k == len(wanted):
-                            return
-                if last is not None and frame_no >= last:
-                    break
-        except (av.error.FFmpegError, ValueError) as exc:
-            raise ReIDError(
-                f"{path}: cannot be decoded after frame {frame_no} ({first_line(exc)})"
-            ) from None
-        if wanted is not None and k < len(wanted):
-            raise ReIDError(f"{path}: frame {wanted[k]} is past the video's last frame {frame_no}")
-    finally:
-        container.close()
-
-
-def _video_frame_count(path: Path) -> int | None:
-    try:
-        av, container = _open_video(path)
-    except ReIDError as exc:
-        if str(exc) == _VIDEO_EXTRA:
-            log.warning("%s: frames not counted (%s)", path, _VIDEO_EXTRA)
-            return None
-        raise
-    try:
-        stream = container.streams.video[0]
-        if stream.frames:
-            return int(stream.frames)
-        # Containers without a frame count in their header (mkv): count packets, no decoding.
-        try:
-            return sum(1 for p in container.demux(stream) if p.size)
-        except (av.error.FFmpegError, ValueError) as exc:
-            raise ReIDError(f"{path}: cannot be decoded ({first_line(exc)})") from None
-    finally:
-        container.close()
-
-
-def _video_size(path: Path) -> tuple[int, int] | None:
-    try:
-        _, container = _open_video(path)
-    except ReIDError as exc:
-        if str(exc) == _VIDEO_EXTRA:
-            return None
-        raise
-    try:
-        stream = container.streams.video[0]
-        return int(stream.codec_context.width), int(stream.codec_context.height)
-    finally:
-        container.close()
+            yield crop_batch(rows, images, size)
 
 
 def read_root(path: str | os.PathLike) -> MTMCRoot:
@@ -1067,40 +454,3 @@ def create_root(path: str | os.PathLike, cameras: Sequence[Camera]) -> MTMCRoot:
         (path / c.name).mkdir(parents=True, exist_ok=True)
     write_cameras(path / CAMERAS_NAME, cameras)
     return MTMCRoot(path, cameras)
-
-
-def write_video(
-    path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float, codec: str = "mpeg4"
-) -> Path:
-    """Encode RGB uint8 frames as a video with PyAV (atomically), one frame in memory at a time.
-
-    Args:
-        path: ``.mp4``, ``.avi`` or ``.mkv`` file.
-        frames: [H, W, 3] uint8 arrays, all the same size (even width and height).
-        fps: frames per second.
-        codec: an encoder FFmpeg has (``mpeg4`` is built into every FFmpeg).
-    """
-    av = _import_av()
-    from fractions import Fraction
-
-    path = Path(path)
-    rate = Fraction(fps).limit_denominator(1001)
-    with atomic_path(path) as tmp:
-        container = av.open(str(tmp), mode="w")
-        try:
-            stream = None
-            for image in frames:
-                if stream is None:
-                    stream = container.add_stream(codec, rate=rate)
-                    stream.width, stream.height = image.shape[1], image.shape[0]
-                    stream.pix_fmt = "yuv420p"
-                    stream.options = {"qscale": "3"} if codec == "mpeg4" else {}
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-            if stream is not None:
-                for packet in stream.encode():
-                    container.mux(packet)
-        finally:
-            container.close()
-    return path
