@@ -134,6 +134,23 @@ def positive_int(name: str, value: Any, maximum: int | None = None) -> int:
     return as_int(name, value, minimum=1, maximum=maximum)
 
 
+def as_bool(name: str, value: Any) -> bool:
+    """``value`` if it is a boolean (YAML ``true``/``false``, numpy's bool); anything else, ``1``
+    and ``"yes"`` included, is an error.
+
+    Example:
+        >>> as_bool("nesterov", True)
+        True
+        >>> as_bool("flip", "yes")
+        Traceback (most recent call last):
+        ...
+        mtmct_reid.errors.ReIDError: flip must be true or false, got 'yes'
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ReIDError(f"{name} must be true or false, got {value!r}")
+
+
 def _float_or_nan(value: Any) -> float:
     try:
         return float(value)

@@ -28,7 +28,7 @@ from mtmct_reid.data.images import (
 )
 from mtmct_reid.data.records import Records
 from mtmct_reid.errors import ReIDError
-from mtmct_reid.validation import as_float, as_int
+from mtmct_reid.validation import as_bool, as_float, as_int
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +44,6 @@ def default_num_workers() -> int:
         True
     """
     return max(0, min(8, usable_cores() - 1))
-
-
-def as_bool(name: str, value: Any) -> bool:
-    """``value`` if it is a boolean (YAML ``true``/``false``); anything else is an error.
-
-    Example:
-        >>> as_bool("nesterov", True)
-        True
-    """
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise ReIDError(f"{name} must be true or false, got {value!r}")
 
 
 class IdentityBatchSampler(DistributedSampler):

@@ -41,10 +41,10 @@ from mtmct_reid.training.options import (
     Optimisation,
     ReRanking,
     TransitFit,
-    as_bool,
     as_group,
     check,
 )
+from mtmct_reid.validation import as_bool
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-import numpy as np
-
 from mtmct_reid.errors import ReIDError
-from mtmct_reid.validation import as_float, positive_int
+from mtmct_reid.validation import as_bool, as_float, positive_int
 
 SCHEDULES = ("step", "warmup_step")
 
@@ -131,17 +129,6 @@ class ReRanking:
             k2=lambda v: positive_int("rerank k2", v),
             lambda_value=lambda v: as_float("rerank lambda_value", v, 0, 1),
         )
-
-
-def as_bool(name: str, value: Any) -> bool:
-    """``value`` if it is a boolean (YAML ``true``/``false``); anything else is an error.
-
-    Example:
-        >>> as_bool("nesterov", True)
-        True
-    """
-    check(isinstance(value, (bool, np.bool_)), f"{name} must be true or false, got {value!r}")
-    return bool(value)
 
 
 def _normalise(group: Any, **checks: Callable[[Any], Any]) -> None:
