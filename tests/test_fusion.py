@@ -94,15 +94,21 @@ def test_shape_mismatch_and_bad_out_are_errors():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"lambda0": 0.0}, "lambda0 must be > 0"),
-        ({"lambda1": -1.0}, "lambda1 must be > 0"),
-        ({"gamma0": float("nan")}, "gamma0 must be finite"),
-        ({"gamma1": "5"}, "gamma1 must be a number"),
+        ({"lambda0": 0.0}, "fusion lambda0 must be a finite number > 0, got 0.0"),
+        ({"lambda1": -1.0}, "fusion lambda1 must be a finite number > 0, got -1.0"),
+        ({"gamma0": float("nan")}, "fusion gamma0 must be a finite number, got nan"),
+        ({"gamma1": "steep"}, "fusion gamma1 must be a finite number, got 'steep'"),
+        ({"gamma1": True}, "fusion gamma1 must be a finite number, got True"),
     ],
 )
 def test_fusion_params_are_validated(kwargs, message):
     with pytest.raises(ReIDError, match=message):
         FusionParams(**kwargs)
+
+
+def test_fusion_params_from_yaml_text_are_numbers():
+    params = FusionParams(lambda0="1", gamma1="5e0")
+    assert params == FusionParams() and type(params.lambda0) is float
 
 
 def test_reference_defaults():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mtmct_reid.validation import arg_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from mtmct_reid.pipelines.demo import DemoConfig
@@ -29,15 +31,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write into a non-empty folder that is not a previous demo's output",
     )
     parser.add_argument(
-        "--ids", type=int, default=defaults.ids, help=f"identities ({defaults.ids})"
+        "--ids", type=arg_int(), default=defaults.ids, help=f"identities ({defaults.ids})"
     )
     parser.add_argument(
-        "--cameras", type=int, default=defaults.cameras, help=f"cameras ({defaults.cameras})"
+        "--cameras", type=arg_int(), default=defaults.cameras, help=f"cameras ({defaults.cameras})"
     )
     parser.add_argument(
-        "--epochs", type=int, default=defaults.epochs, help=f"training epochs ({defaults.epochs})"
+        "--epochs",
+        type=arg_int(),
+        default=defaults.epochs,
+        help=f"training epochs ({defaults.epochs})",
     )
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (0)")
+    parser.add_argument("--seed", type=arg_int(), default=defaults.seed, help="random seed (0)")
     parser.add_argument(
         "--device", default=defaults.device, help="auto (CUDA when available), cpu, cuda, cuda:N"
     )

@@ -79,13 +79,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     # cores from the other (a quarter of the CPU time on 2 cores). Results do not depend on it.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from mtmct_reid._io import check_output, require_file, write_json
-    from mtmct_reid.errors import ReIDError
     from mtmct_reid.featureset import FeatureSet
     from mtmct_reid.retrieval.evaluate import evaluate_featureset, stacked_featureset
     from mtmct_reid.retrieval.fusion import FusionParams
 
-    if args.chunk_size < 1:
-        raise ReIDError(f"--chunk-size must be positive, got {args.chunk_size}")
     if args.json is not None:
         check_output(
             args.json, "--json", "json", inputs=(args.features, args.st_model), force=args.force

@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scale = parser.add_argument_group("several devices or machines (Lightning DDP)")
     scale.add_argument(
         "--devices",
-        type=int,
+        type=arg_int(),
         default=1,
         metavar="N",
         help="processes per machine: GPUs, or CPU processes with --accelerator cpu (1)",
@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     scale.add_argument(
         "--num-nodes",
-        type=int,
+        type=arg_int(),
         default=1,
         metavar="M",
         help="machines, each running this command (MASTER_ADDR, MASTER_PORT, NODE_RANK set) (1)",

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from mtmct_reid.cli.mtmc_hooks import add_synth_video_arguments, run_synth_video
+from mtmct_reid.validation import arg_float, arg_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,23 +25,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "out", type=Path, metavar="OUT", help="output folder (new, or empty; see --force)"
     )
     parser.add_argument(
-        "--ids", type=int, default=None, metavar="N", help="identities, half train (200)"
+        "--ids", type=arg_int(), default=None, metavar="N", help="identities, half train (200)"
     )
-    parser.add_argument("--cameras", type=int, default=None, metavar="C", help="cameras, 2..9 (6)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (0)")
+    parser.add_argument(
+        "--cameras", type=arg_int(), default=None, metavar="C", help="cameras, 2..9 (6)"
+    )
+    parser.add_argument("--seed", type=arg_int(), default=0, metavar="S", help="random seed (0)")
     parser.add_argument(
         "--image-size", default="128x64", metavar="HxW", help="image height x width (128x64)"
     )
     parser.add_argument(
         "--lookalike-fraction",
-        type=float,
+        type=arg_float(),
         default=None,
         metavar="F",
         help="fraction of identities in look-alike groups (0.5)",
     )
     parser.add_argument(
         "--group-size",
-        type=int,
+        type=arg_int(),
         default=None,
         metavar="N",
         help="identities per look-alike group (3)",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mtmct_reid.validation import arg_float, arg_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -28,31 +30,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--lost-track-buffer",
-        type=int,
+        type=arg_int(),
         default=30,
         metavar="N",
         help="frames (at 30 fps) a lost track waits for its person (30)",
     )
     parser.add_argument(
         "--activation",
-        type=float,
+        type=arg_float(),
         default=0.5,
         metavar="C",
         help="confidence a detection needs to start a track (0.5)",
     )
     parser.add_argument(
         "--high-conf",
-        type=float,
+        type=arg_float(),
         default=0.5,
         metavar="C",
         help="detections at or above it are matched first, the rest only extend tracks (0.5)",
     )
     parser.add_argument(
-        "--min-iou", type=float, default=0.1, metavar="T", help="IoU to match a track (0.1)"
+        "--min-iou", type=arg_float(), default=0.1, metavar="T", help="IoU to match a track (0.1)"
     )
     parser.add_argument(
         "--min-frames",
-        type=int,
+        type=arg_int(),
         default=2,
         metavar="N",
         help="matched frames before a track gets an id (2)",

@@ -8,12 +8,12 @@ smoothed cues (spec §4; reference values γ0 = γ1 = 5, λ0 = 1, λ1 = 2).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from mtmct_reid.errors import ReIDError
+from mtmct_reid.validation import as_float
 
 
 @dataclass(frozen=True)
@@ -37,16 +37,11 @@ class FusionParams:
     gamma1: float = 5.0
 
     def __post_init__(self) -> None:
+        # Stored as floats: "5" read from a YAML config is the number 5 (the one input policy).
         for name in ("lambda0", "gamma0", "lambda1", "gamma1"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(
-                value, (int, float, np.floating, np.integer)
-            ):
-                raise ReIDError(f"fusion {name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ReIDError(f"fusion {name} must be finite, got {value!r}")
-            if name.startswith("lambda") and value <= 0:
-                raise ReIDError(f"fusion {name} must be > 0, got {value!r}")
+            minimum = 0 if name.startswith("lambda") else None
+            value = as_float(f"fusion {name}", getattr(self, name), minimum, low_open=True)
+            object.__setattr__(self, name, value)
 
 
 #: The reference values of st-ReID (the default of :func:`fuse` and of the evaluation).

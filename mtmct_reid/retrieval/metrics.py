@@ -34,6 +34,7 @@ from mtmct_reid.retrieval.protocol import good_and_same_camera_pairs, junk_colum
 
 # Which queries can be evaluated is the protocol's rule; importable from here as it always was.
 from mtmct_reid.retrieval.protocol import valid_query_mask as valid_query_mask
+from mtmct_reid.validation import as_int, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -120,16 +121,8 @@ class RetrievalEvaluator:
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ReIDError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-        if (
-            isinstance(max_rank, bool)
-            or not isinstance(max_rank, (int, np.integer))
-            or max_rank < 10
-        ):
-            raise ReIDError(
-                f"max_rank must be an integer >= 10 (R10 is reported), got {max_rank!r}"
-            )
         self.protocol = protocol
-        self.max_rank = int(max_rank)
+        self.max_rank = as_int("max_rank (R10 is reported)", max_rank, minimum=10)
         self.threads = min(usable_cores(), 8) if threads is None else max(1, int(threads))
         self.reset()
 
@@ -237,12 +230,7 @@ def evaluate_scores(
         >>> 0.0 <= result.mAP <= 1.0
         True
     """
-    if (
-        isinstance(chunk_size, bool)
-        or not isinstance(chunk_size, (int, np.integer))
-        or chunk_size < 1
-    ):
-        raise ReIDError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    chunk_size = positive_int("chunk_size", chunk_size)
     scores = np.asarray(scores)
     if scores.ndim != 2:
         raise ReIDError(f"scores have shape {scores.shape}, expected 2-D [queries, gallery]")
