@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -106,7 +108,7 @@ def test_chunks_sorted_on_several_threads_match_the_definition():
 
     rng = np.random.default_rng(11)
     problem = random_problem(rng, 130, 9000, integer_scores=False)
-    assert problem[0].size >= metrics._PARALLEL_MIN_ELEMENTS
+    assert problem[0].size >= metrics.PARALLEL_MIN_ELEMENTS
     for protocol in ("standard", "streid"):
         expected = reference_metrics(*problem, protocol)
         result = evaluate_scores(*problem, protocol=protocol, chunk_size=130, threads=3)
@@ -120,21 +122,17 @@ def test_chunks_sorted_on_several_threads_match_the_definition():
     [(None, 60, 17, 1), (1, 60, 17, 1), (1, 450, 450, 3)],
 )
 def test_rankings_with_matches_near_the_top_match_the_definition(
-    monkeypatch, rounding, num_query, chunk, cores
+    caplog, rounding, num_query, chunk, cores
 ):
     # Real rankings put most matches near the top: then only the entries above each row's lowest
-    # match are sorted, never a whole row.
+    # match are sorted, never a whole row (the costly path, which says so in a debug record).
     from mtmct_reid.retrieval import metrics
 
-    def whole_rows_sorted(*args, **kwargs):
-        raise AssertionError("sorted whole rows")
-
-    # Whole rows are sorted only before the binary searches over whole rows.
-    monkeypatch.setattr(metrics, "_searchsorted_rows", whole_rows_sorted)
+    caplog.set_level(logging.DEBUG, logger=metrics.__name__)
     rng = np.random.default_rng(5)
     problem = random_problem(rng, num_query, 2500, integer_scores=False)
     scores, q_pids, q_cams, g_pids, g_cams = problem
-    assert (chunk * 2500 >= metrics._PARALLEL_MIN_ELEMENTS) == (cores > 1)
+    assert (chunk * 2500 >= metrics.PARALLEL_MIN_ELEMENTS) == (cores > 1)
     scores += 4.0 * (q_pids[:, None] == g_pids[None, :])
     if rounding is not None:  # many ties, between matches and with others
         scores = np.round(scores, rounding)
@@ -157,6 +155,20 @@ def test_rankings_with_matches_near_the_top_match_the_definition(
         np.testing.assert_allclose(result.cmc, expected["cmc"], atol=1e-12)
         assert result.mAP == pytest.approx(expected["mAP"], abs=1e-12)
         assert result.mINP == pytest.approx(expected["mINP"], abs=1e-12)
+    assert not [r for r in caplog.records if "whole rows sorted" in r.getMessage()]
+
+
+def test_random_rankings_sort_whole_rows_and_say_so(caplog):
+    # Matches spread over the whole row leave no short list of candidates: rows are sorted.
+    from mtmct_reid.retrieval import metrics
+
+    caplog.set_level(logging.DEBUG, logger=metrics.__name__)
+    rng = np.random.default_rng(6)
+    problem = random_problem(rng, 40, 500, integer_scores=False)
+    result = evaluate_scores(*problem, chunk_size=40, threads=1)
+    expected = reference_metrics(*problem, "standard")
+    assert result.mAP == pytest.approx(expected["mAP"], abs=1e-12)
+    assert [r for r in caplog.records if "whole rows sorted" in r.getMessage()]
 
 
 def test_hand_computed_query():

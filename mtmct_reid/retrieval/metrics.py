@@ -316,7 +316,7 @@ def _greater_and_equal(
     threads: numpy releases the GIL in the comparisons and sorts that take the time.
     """
     workers = min(threads, work.shape[0])
-    if workers < 2 or work.size < _PARALLEL_MIN_ELEMENTS:
+    if workers < 2 or work.size < PARALLEL_MIN_ELEMENTS:
         return _count_block(work, rows, values)
     from concurrent.futures import ThreadPoolExecutor
 
@@ -351,8 +351,17 @@ def _count_block(
     threshold = np.full(num_rows, np.nan, dtype=work.dtype)
     np.fmin.at(threshold, rows, values)
     candidates = work >= threshold[:, None]  # NaN threshold (no good entry): nothing
-    few = int(np.count_nonzero(candidates)) <= work.size // _CANDIDATE_FRACTION
+    num_candidates = int(np.count_nonzero(candidates))
+    few = num_candidates <= work.size // _CANDIDATE_FRACTION
     if not few or work.dtype != np.float32:  # the keys below order float32 values
+        # Said, for whoever profiles a slow evaluation: this is the costly path.
+        log.debug(
+            "ranking %d rows: whole rows sorted (%s, %d candidate entries of %d)",
+            num_rows,
+            work.dtype,
+            num_candidates,
+            work.size,
+        )
         work.sort(axis=1)
         lower = _searchsorted_rows(work, rows, values, side="left")
         upper = _searchsorted_rows(work, rows, values, side="right")
@@ -378,8 +387,9 @@ def _row_value_keys(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 #: Above one candidate in this many entries, :func:`_count_block` sorts whole rows.
 _CANDIDATE_FRACTION = 4
-#: Below this many elements a chunk is counted in the calling thread (threads would cost more).
-_PARALLEL_MIN_ELEMENTS = 1 << 20
+#: Below this many scores a chunk is counted in the calling thread (threads would cost more); at
+#: or above it, in row blocks on the evaluator's ``threads``.
+PARALLEL_MIN_ELEMENTS = 1 << 20
 
 
 def _check_inputs(
