@@ -133,6 +133,22 @@ def test_a_layout_defined_outside_the_package_is_detected_and_read(registry, tmp
     np.testing.assert_array_equal(exported.times, records.times)
 
 
+def test_layout_help_lists_the_layouts_registered_at_run_time(registry, capsys):
+    def layout_help(verb: list[str]) -> str:
+        with pytest.raises(SystemExit) as exited:
+            main([*verb, "--help"])
+        assert exited.value.code == 0
+        # argparse wraps help text: join the lines and their indentation back into one.
+        return " ".join(capsys.readouterr().out.split())
+
+    assert "(market1501, dukemtmc, msmt17, manifest, regex; default: detected)" in layout_help(
+        ["dataset", "info"]
+    )
+    define_corridor_layout()
+    for verb in (["dataset", "info"], ["extract"], ["st", "fit"]):
+        assert "msmt17, corridor, manifest, regex; default: detected)" in layout_help(verb), verb
+
+
 def test_registering_a_name_twice_is_refused_and_unknown_names_are_listed(registry, tmp_path):
     define_corridor_layout()
     with pytest.raises(ValueError, match="layout 'corridor' is already registered"):

@@ -39,16 +39,27 @@ VERB_MODULES = (
 
 log = logging.getLogger("mtmct_reid")
 
-LAYOUT_HELP = "dataset layout (market1501, dukemtmc, msmt17, regex, manifest; default: detected)"
 PATTERN_HELP = (
     "regex searched in each file name, with named groups pid, cam and optionally time "
     "(implies --layout regex), e.g. '(?P<pid>-?\\d+)_c(?P<cam>\\d+)_(?P<time>\\d+)'"
 )
 
 
+def layout_help() -> str:
+    """``--layout``'s help: the layouts registered when the parser is built, a user's own included.
+
+    Example:
+        >>> layout_help()
+        'dataset layout (market1501, dukemtmc, msmt17, manifest, regex; default: detected)'
+    """
+    from mtmct_reid.data.layouts import available_layouts
+
+    return f"dataset layout ({', '.join(available_layouts())}; default: detected)"
+
+
 def add_layout_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--layout`` and ``--pattern``, the same for every verb that reads a dataset."""
-    parser.add_argument("--layout", default=None, metavar="L", help=LAYOUT_HELP)
+    parser.add_argument("--layout", default=None, metavar="L", help=layout_help())
     parser.add_argument("--pattern", default=None, metavar="RE", help=PATTERN_HELP)
 
 
