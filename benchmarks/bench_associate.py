@@ -14,7 +14,6 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import resource
 import subprocess
@@ -24,23 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.reference import mtmc_association as reference
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _reference():
-    spec = importlib.util.spec_from_file_location(
-        "mtmc_association_reference", ROOT / "tests" / "reference" / "mtmc_association.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _data(tracklets: int, cameras: int, dim: int, seed: int) -> dict[str, np.ndarray]:
     # 3.5 visits per person on average; about 40 tracklets per camera and hour.
     people = max(1, round(tracklets / 3.5))
     duration = 3600.0 * tracklets / (40.0 * cameras)
-    data = _reference().synthetic_tracklets(
+    data = reference.synthetic_tracklets(
         people,
         cameras,
         dim=dim,

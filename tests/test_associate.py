@@ -5,8 +5,6 @@ transit fit from labelled and unlabelled tracks."""
 from __future__ import annotations
 
 import doctest
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,12 +28,7 @@ from mtmct_reid.mtmc.associate import (
     tracklet_idf1,
 )
 from mtmct_reid.mtmc.transit_fit import bootstrap_transit, fit_transit_from_visits
-
-_spec = importlib.util.spec_from_file_location(
-    "mtmc_association_reference", Path(__file__).parent / "reference" / "mtmc_association.py"
-)
-reference = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(reference)
+from tests.reference import mtmc_association as reference
 
 
 def _tracklets(data: dict) -> Tracklets:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _dataset_files import make_msmt17, make_split_folders, tiny_jpeg, write_images
 
 from mtmct_reid.cli import main
 from mtmct_reid.data.readers import read_dataset, read_manifest
+from tests._dataset_files import make_msmt17, make_split_folders, tiny_jpeg, write_images
 
 MARKET = {
     "bounding_box_train": [

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _deploy import checkpoint_file, tiny_model
 
 from mtmct_reid import cli
 from mtmct_reid._runtime import usable_cores
 from mtmct_reid.distributed import RankBatches
+from tests._deploy import checkpoint_file, tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import reference
 
 from mtmct_reid import cli
 from mtmct_reid._io import save_npz
@@ -23,6 +22,7 @@ from mtmct_reid.retrieval.evaluate import (
 from mtmct_reid.retrieval.fusion import FusionParams
 from mtmct_reid.retrieval.metrics import RankingResult, evaluate_scores
 from mtmct_reid.retrieval.protocol import normalise_rows
+from tests import reference
 
 
 def make_data(num_query=40, num_gallery=220, dim=24, seed=0):

@@ -7,13 +7,13 @@ import sys
 import numpy as np
 import pytest
 import torch
-from _deploy import SIZE, checkpoint_file, tiny_model
 
 from mtmct_reid import cli
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.export import PREFIX, OnnxReIDModel, export_onnx, list_images
 from mtmct_reid.features import FeatureExtractor
 from mtmct_reid.featureset import FeatureSet
+from tests._deploy import SIZE, checkpoint_file, tiny_model
 
 pytest.importorskip("onnxruntime")
 

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from _deploy import checkpoint_file
 from PIL import Image
 
 from mtmct_reid import cli
@@ -22,6 +21,7 @@ from mtmct_reid.features import (
 )
 from mtmct_reid.featureset import FeatureSet
 from mtmct_reid.models import build_model
+from tests._deploy import checkpoint_file
 
 SIZE = (64, 32)
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _dataset_files import make_split_folders, write_images
 
 from mtmct_reid.cli import main
 from mtmct_reid.data.layouts import (
@@ -21,6 +20,7 @@ from mtmct_reid.data.layouts import (
 )
 from mtmct_reid.data.records import Records
 from mtmct_reid.errors import ReIDError
+from tests._dataset_files import make_split_folders, write_images
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

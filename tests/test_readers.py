@@ -9,12 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _dataset_files import (
-    make_msmt17,
-    make_split_folders,
-    market_time_by_definition,
-    write_images,
-)
 
 from mtmct_reid.data.readers import (
     MSMT17_SLOT_FRAMES,
@@ -32,6 +26,12 @@ from mtmct_reid.data.readers import (
 from mtmct_reid.data.records import Records
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.retrieval.protocol import queries_without_cross_camera_match
+from tests._dataset_files import (
+    make_msmt17,
+    make_split_folders,
+    market_time_by_definition,
+    write_images,
+)
 
 
 def _rows(records: Records) -> dict[str, tuple]:
@@ -114,7 +114,7 @@ def test_market_random_names_match_the_definition(tmp_path):
 
 
 def _session_lengths(cam: int) -> tuple[int, ...]:
-    from _dataset_files import MARKET_SESSION_LENGTHS
+    from tests._dataset_files import MARKET_SESSION_LENGTHS
 
     return MARKET_SESSION_LENGTHS[cam]
 

@@ -12,7 +12,6 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch
-from reference import dense_rerank_features, l2_normalise, market_like_features, re_ranking
 from scipy import sparse
 
 from mtmct_reid.errors import ReIDError
@@ -20,6 +19,7 @@ from mtmct_reid.retrieval.fusion import FusionParams, fuse
 from mtmct_reid.retrieval.rerank import rerank, rerank_features
 from mtmct_reid.retrieval.rerank.bf16 import bf16_error_bounds, bf16_half_ulp, cpu_has_native_bf16
 from mtmct_reid.retrieval.rerank.encoding import shared_minimum_sums
+from tests.reference import dense_rerank_features, l2_normalise, market_like_features, re_ranking
 
 PATHS = pytest.mark.parametrize("approximate", [False, True], ids=["float32", "bfloat16"])
 

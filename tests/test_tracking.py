@@ -10,7 +10,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from _deploy import checkpoint_file
 from PIL import Image
 
 from mtmct_reid.cli import main
@@ -18,6 +17,7 @@ from mtmct_reid.models import build_model
 from mtmct_reid.mtmc.metrics import evaluate_tracks
 from mtmct_reid.mtmc.root import GT, Boxes, Camera, create_root, read_aicity, read_mot, read_root
 from mtmct_reid.retrieval.transit import TransitTimeModel
+from tests._deploy import checkpoint_file
 
 FPS = 10.0
 FRAMES = 140
