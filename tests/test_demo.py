@@ -159,3 +159,64 @@ def test_rank_list_queries_favour_what_fusion_corrects():
     assert choose_rank_list_queries(visual, fused, 1) == [1]
     assert choose_rank_list_queries(visual, fused, 10) == [1, 4, 0, 2, 5, 3]
     assert choose_rank_list_queries(visual[:1], fused[:1], 3) == [0]
+
+
+def test_report_files_from_results_without_training(tmp_path):
+    """``report.json`` and ``report.md`` are built from the stages' results alone, by a module that
+    loads neither Lightning nor the training package."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    from mtmct_reid.report.demo_report import demo_json_report, demo_markdown_report
+    from mtmct_reid.retrieval.evaluate import EvaluationReport
+    from mtmct_reid.retrieval.metrics import evaluate_scores
+
+    # Visually each query ranks the other person first; fused, its own.
+    visual = evaluate_scores(np.eye(2)[:, ::-1], [1, 2], [1, 1], [1, 2], [2, 2])
+    fused = evaluate_scores(np.eye(2), [1, 2], [1, 1], [1, 2], [2, 2])
+    evaluation = EvaluationReport("streid", {"visual": visual, "visual+st": fused})
+    config = dataclasses.replace(TINY, tracking=False)
+    settings = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    seconds = {stage: 1.25 for stage in STAGES if stage != "tracking"} | {"total": 7.504}
+    network = {
+        "cameras": 3,
+        "train_ids": 8,
+        "test_ids": 8,
+        "train_images": 40,
+        "query_images": 2,
+        "gallery_images": 30,
+        "generated": True,
+    }
+    out = tmp_path / "demo"
+    checkpoint = out / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    rank_list = out / "rank_list_1.png"
+    report = demo_json_report(
+        settings, evaluation, seconds, network, checkpoint, out, [rank_list], None
+    )
+    assert report["modes"]["visual"]["R1"] == 0.0 and report["modes"]["visual+st"]["R1"] == 1.0
+    assert report["seconds"]["total"] == 7.5 and report["config"]["image_size"] == [64, 32]
+    assert report["checkpoint"] == "lightning_logs/version_0/checkpoints/last.ckpt"
+    assert report["pictures"] == ["rank_list_1.png"] and report["tracking"] is None
+    json.dumps(report)  # JSON values only
+
+    markdown = demo_markdown_report(
+        settings, evaluation, seconds, network, checkpoint, checkpoint.parents[1], out, [rank_list]
+    )
+    assert "pcb on a resnet18 trunk (random initialisation), 64×32 input, 1 epochs, seed 0." in (
+        markdown
+    )
+    assert "Spatial-temporal fusion changes R1 by +100.0 points." in markdown
+    assert "| **total** | **7.5** |" in markdown and "| tracking |" not in markdown
+    assert "![rank_list_1](rank_list_1.png)" in markdown
+
+    code = (
+        "import sys\n"
+        "import mtmct_reid.report.demo_report, mtmct_reid.report.plots\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', "
+        "'pytorch_lightning') or m.startswith('mtmct_reid.training')))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert loaded.stdout.strip() == "[]"

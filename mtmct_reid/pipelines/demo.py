@@ -37,7 +37,17 @@ import numpy as np
 
 from mtmct_reid._io import write_json, write_text
 from mtmct_reid.errors import ReIDError, first_line
-from mtmct_reid.retrieval.transit import TRANSIT_FILE
+from mtmct_reid.report.demo_report import (
+    DEMO_FORMAT,
+    FEATURES_NAME,
+    STAGES,
+    TRANSIT_NAME,
+    TRANSIT_PLOT_NAME,
+    choose_rank_list_queries,
+    demo_json_report,
+    demo_markdown_report,
+    network_summary,
+)
 from mtmct_reid.validation import typed_options
 
 if TYPE_CHECKING:
@@ -45,33 +55,17 @@ if TYPE_CHECKING:
     from mtmct_reid.data.synth import SynthConfig
     from mtmct_reid.featureset import FeatureSet
     from mtmct_reid.retrieval.evaluate import EvaluationReport
-    from mtmct_reid.retrieval.search import SearchResult
     from mtmct_reid.retrieval.transit import TransitTimeModel
 
 log = logging.getLogger(__name__)
 
 #: File that marks a folder as the demo's output (so a later run may write into it again).
 MARKER_NAME = ".mtmct-reid-demo"
-#: ``format`` field of the marker and of ``report.json``.
-DEMO_FORMAT = "mtmct-reid-demo"
 NETWORK_FOLDER = "network"
 LOGS_FOLDER = "lightning_logs"
-FEATURES_NAME = "features.npz"
-TRANSIT_NAME = TRANSIT_FILE
-TRANSIT_PLOT_NAME = "transit_time.png"
 RANK_LIST_PREFIX = "rank_list"
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
-#: Stages in order; ``report.json``'s ``seconds`` has one entry each, plus ``total``.
-STAGES = (
-    "network",
-    "training",
-    "transit-time model",
-    "features",
-    "evaluation",
-    "tracking",
-    "report",
-)
 TRACKING_FOLDER = "tracking"
 
 
@@ -255,17 +249,20 @@ def run_demo(out_dir: str | os.PathLike, config: DemoConfig | None = None) -> De
         pictures = [transit, *rank_lists]
         if tracking is not None:
             pictures += tracking["pictures"]
-        summary = _network_summary(records, generated)
+        summary = network_summary(records, generated)
     # Written once every stage has its time (writing two small text files takes milliseconds).
     seconds["total"] = time.perf_counter() - started
+    settings = json.loads(json.dumps(asdict(config), default=str))
     write_json(
         out / REPORT_JSON,
-        _json_report(config, evaluation, seconds, summary, checkpoint, out, pictures, tracking),
+        demo_json_report(
+            settings, evaluation, seconds, summary, checkpoint, out, pictures, tracking
+        ),
     )
     write_text(
         out / REPORT_MD,
-        _markdown_report(
-            config, evaluation, seconds, summary, checkpoint, log_dir, out, rank_lists, tracking
+        demo_markdown_report(
+            settings, evaluation, seconds, summary, checkpoint, log_dir, out, rank_lists, tracking
         ),
     )
     log.info(
@@ -357,21 +354,6 @@ def _network(root: Path, synth: SynthConfig, progress: bool) -> tuple[Path, Reco
         summary = generate_network(root, config=synth, overwrite=True, progress=progress or None)
         log.info("demo: %s", summary.describe())
     return root, read_dataset(root, layout="market1501"), generated
-
-
-def _network_summary(records: Records, generated: bool) -> dict[str, Any]:
-    train = records.split("train")
-    query = records.split("query")
-    gallery = records.split("gallery")
-    return {
-        "cameras": int(records.camera_ids.size),
-        "train_ids": int(np.unique(train.pids[train.pids > 0]).size),
-        "test_ids": int(np.unique(query.pids[query.pids > 0]).size),
-        "train_images": len(train),
-        "query_images": len(query),
-        "gallery_images": len(gallery),
-        "generated": generated,
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -524,43 +506,6 @@ def _transit_picture(st_model: TransitTimeModel, network: Path, out: Path) -> Pa
     return out
 
 
-def choose_rank_list_queries(
-    visual: list[SearchResult], fused: list[SearchResult], count: int
-) -> list[int]:
-    """Queries worth drawing: first those fusion corrects (visual rank 1 wrong, fused right), then
-    one both get right, then those both get wrong; in query order within each group.
-
-    Args:
-        visual: visual-only results per query (labelled).
-        fused: fused results per query, same order.
-        count: how many to choose.
-
-    Example:
-        >>> choose_rank_list_queries(visual_results, fused_results, 4)  # doctest: +SKIP
-        [3, 17, 21, 0]
-    """
-    corrected, both, neither, other = [], [], [], []
-    for index, (v, f) in enumerate(zip(visual, fused, strict=True)):
-        v_right = len(v) > 0 and bool(v.matches[0])
-        f_right = len(f) > 0 and bool(f.matches[0])
-        if f_right and not v_right:
-            corrected.append(index)
-        elif f_right and v_right:
-            both.append(index)
-        elif not f_right and not v_right:
-            neither.append(index)
-        else:
-            other.append(index)
-    chosen = corrected[: max(count - 1, 1)] if count > 1 else corrected[:count]
-    for group in (both[:1], neither, corrected, both, other):
-        for index in group:
-            if len(chosen) >= count:
-                return chosen
-            if index not in chosen:
-                chosen.append(index)
-    return chosen
-
-
 def _rank_list_pictures(
     features: FeatureSet, st_model: TransitTimeModel, out: Path, config: DemoConfig
 ) -> list[Path]:
@@ -590,122 +535,6 @@ def _rank_list_pictures(
         plot_rank_lists(rows, out=path, row_titles=["visual", "visual+st"])
         pictures.append(path)
     return pictures
-
-
-# ---------------------------------------------------------------------------------------------
-# Reports
-
-
-def _rounded(seconds: Mapping[str, float]) -> dict[str, float]:
-    return {name: round(float(value), 2) for name, value in seconds.items()}
-
-
-def _json_report(
-    config: DemoConfig,
-    evaluation: EvaluationReport,
-    seconds: Mapping[str, float],
-    network: Mapping[str, Any],
-    checkpoint: Path,
-    out: Path,
-    pictures: list[Path],
-    tracking: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    report = evaluation.as_json()
-    config_json = json.loads(json.dumps(asdict(config), default=str))
-    return {
-        "format": DEMO_FORMAT,
-        "protocol": report["protocol"],
-        "modes": report["modes"],
-        "seconds": _rounded(seconds),
-        "config": config_json,
-        "network": dict(network),
-        "checkpoint": os.path.relpath(checkpoint, out),
-        "pictures": [os.path.relpath(p, out) for p in pictures],
-        "tracking": None
-        if tracking is None
-        else {
-            "modes": tracking["modes"],
-            "tracklets": tracking["tracklets"],
-            "identities": tracking["identities"],
-        },
-    }
-
-
-def _markdown_report(
-    config: DemoConfig,
-    evaluation: EvaluationReport,
-    seconds: Mapping[str, float],
-    network: Mapping[str, Any],
-    checkpoint: Path,
-    log_dir: Path,
-    out: Path,
-    rank_lists: list[Path],
-    tracking: Mapping[str, Any] | None = None,
-) -> str:
-    modes = evaluation.modes
-    lines = [
-        "# st-ReID demo on a synthetic camera network",
-        "",
-        f"{network['cameras']} cameras; {network['train_ids']} training identities "
-        f"({network['train_images']} images) and {network['test_ids']} test identities "
-        f"({network['query_images']} queries, {network['gallery_images']} gallery images with "
-        "distractors and junk). Groups of look-alikes share clothes and build but walk at very "
-        "different times, so appearance alone confuses them and timing tells them apart.",
-        "",
-        f"Model: {config.model} on a {config.backbone} trunk (random initialisation), "
-        f"{config.image_size[0]}×{config.image_size[1]} input, {config.epochs} epochs, "
-        f"seed {config.seed}.",
-        "",
-        "## Results",
-        "",
-        evaluation.format_table("markdown", decimals=1, queries=False),
-    ]
-    queries = next(iter(modes.values())).num_queries if modes else 0
-    lines += ["", f"Figures in %, {queries} queries, protocol `{evaluation.protocol}`."]
-    if "visual" in modes and "visual+st" in modes:
-        lift = 100 * (modes["visual+st"].R1 - modes["visual"].R1)
-        lines.append(f"Spatial-temporal fusion changes R1 by {lift:+.1f} points.")
-    lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---:|"]
-    lines += [f"| {name} | {seconds[name]:.1f} |" for name in STAGES if name in seconds]
-    if "total" in seconds:
-        lines.append(f"| **total** | **{seconds['total']:.1f}** |")
-    lines += [
-        "",
-        "## Transit times",
-        "",
-        "Fitted on the training split's labels only: row = later camera, column = earlier camera; "
-        "the smoothed model (line), its raw histogram (bars) and the generated ground truth "
-        "(dashed).",
-        "",
-        f"![transit-time model]({TRANSIT_PLOT_NAME})",
-        "",
-        "## Rank lists",
-        "",
-        "Each picture: the query at the left, then the top gallery images by appearance only "
-        "(top row) and fused with transit times (bottom row); green frames are the same person, "
-        "red ones mistakes.",
-        "",
-    ]
-    for picture in rank_lists:
-        lines += [f"![{picture.stem}]({picture.name})", ""]
-    if tracking is not None:
-        lines += _tracking_markdown(tracking, out)
-    lines += [
-        "## Files",
-        "",
-        f"- checkpoint: `{os.path.relpath(checkpoint, out)}`",
-        f"- features: `{FEATURES_NAME}`, transit-time model: `{TRANSIT_NAME}`",
-        f"- training curves: `tensorboard --logdir {log_dir.parent}` (this run: `{log_dir.name}`)",
-        "",
-        "Search the gallery for one query, visual and fused:",
-        "",
-        "```sh",
-        f"mtmct-reid search --features {out / FEATURES_NAME} --query-index 0 "
-        f"--st-model {out / TRANSIT_NAME}",
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -744,23 +573,3 @@ def _tracking(folder: Path, checkpoint: Path, config: DemoConfig, video: Any) ->
         progress=config.progress,
         config=video,
     )
-
-
-def _tracking_markdown(tracking: Mapping[str, Any], out: Path) -> list[str]:
-    from mtmct_reid.mtmc.tracking import format_modes
-
-    lines = [
-        "## Multi-camera tracking",
-        "",
-        f"A small synthetic video network, tracked per camera with ByteTrack: "
-        f"{tracking['tracklets']} tracklets of the test period became {tracking['identities']} "
-        "identities across cameras. Appearance alone, then fused with the transit-time model "
-        "fitted on the labelled training period, then with one bootstrapped from confident "
-        "visual matches (no labels); multi-camera figures in %:",
-        "",
-        format_modes(tracking["modes"], "markdown"),
-        "",
-    ]
-    for picture in tracking["pictures"]:
-        lines += [f"![{picture.stem}]({os.path.relpath(picture, out)})", ""]
-    return lines
