@@ -124,6 +124,21 @@ def test_bad_settings_are_one_line_errors(tmp_path, capsys):
         assert not (tmp_path / "d").exists(), argv
 
 
+def test_settings_follow_the_one_input_policy():
+    # Numbers from a config file may be text; they are kept as numbers.
+    config = DemoConfig(ids="60", epochs=np.int64(2), lr=1)
+    assert (config.ids, config.epochs, config.lr) == (60, 2, 1.0)
+    assert type(config.ids) is int and type(config.lr) is float
+    for bad, message in (
+        ({"epochs": 0}, "demo epochs must be a positive integer, got 0"),
+        ({"ids": True}, "demo ids must be an integer >= 4, got True"),
+        ({"seed": "x"}, "demo seed must be an integer >= 0, got 'x'"),
+        ({"lr": float("nan")}, r"demo lr must be a finite number in \(0, 10\), got nan"),
+    ):
+        with pytest.raises(ReIDError, match=message):
+            DemoConfig(**bad)
+
+
 def test_bad_video_settings_fail_before_anything_is_written(tmp_path):
     from dataclasses import replace
 

@@ -48,7 +48,7 @@ from mtmct_reid.report.demo_report import (
     demo_markdown_report,
     network_summary,
 )
-from mtmct_reid.validation import typed_options
+from mtmct_reid.validation import as_float, as_int, typed_options
 
 if TYPE_CHECKING:
     from mtmct_reid.data.records import Records
@@ -120,8 +120,13 @@ class DemoConfig:
     force: bool = False
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
-        """Raise :class:`ReIDError` naming the first option out of range."""
+        """Raise :class:`ReIDError` naming the first option out of range (the one input policy,
+        :mod:`mtmct_reid.validation`); numbers are kept as plain ``int``/``float``, so ``"12"``
+        read from a config file is 12. Called on construction."""
         for name, low in (
             ("ids", 4),
             ("cameras", 2),
@@ -132,11 +137,9 @@ class DemoConfig:
             ("num_workers", 0),
             ("seed", 0),
         ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ReIDError(f"demo {name}={value!r} (expected an integer >= {low})")
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 10):
-            raise ReIDError(f"demo lr={self.lr!r} (expected a positive learning rate)")
+            object.__setattr__(self, name, as_int(f"demo {name}", getattr(self, name), low))
+        lr = as_float("demo lr", self.lr, 0, 10, low_open=True, high_open=True)
+        object.__setattr__(self, "lr", lr)
         if len(self.image_size) != 2 or min(self.image_size) < 16:
             raise ReIDError(f"demo image_size={self.image_size!r} (expected (height, width) >= 16)")
 
