@@ -30,8 +30,11 @@ def pcb_onnx(pcb, tmp_path_factory, small_market):
     return out
 
 
-# PCB (parts) and a global model; DenseNet trunks export the same way (benchmarks/bench_onnx.py).
-@pytest.mark.parametrize(("name", "backbone"), [("pcb", "resnet18"), ("resnet50", "resnet18")])
+# PCB (parts), a global ResNet model and DenseNet121 (its own trunk: dense blocks, concatenations).
+@pytest.mark.parametrize(
+    ("name", "backbone"),
+    [("pcb", "resnet18"), ("resnet50", "resnet18"), ("densenet121", "densenet121")],
+)
 def test_export_cli_checks_parity_on_real_images(name, backbone, small_market, tmp_path, capsys):
     net = tiny_model(name, backbone)
     ckpt = checkpoint_file(tmp_path / "m.ckpt", net)

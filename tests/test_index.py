@@ -106,6 +106,47 @@ def test_search_with_an_index_and_fusion_equals_search_without_it(tmp_path):
     assert plain[0].ranked_by == "visual" and indexed[0].st_probabilities.size == 15
 
 
+def test_each_result_says_whether_it_is_provably_the_whole_gallerys(tmp_path):
+    fs = _features_file(tmp_path / "f.npz", n_query=30, n_gallery=300)
+    g, q = fs.gallery, fs.query
+    st = TransitTimeModel.fit(g.pids, g.cams, g.times, bin_width=50)
+    index = build_index(g.features, g.pids, g.cams, g.times, threads=1)
+    seen = {"exact": 0, "unproven": 0, "unproven and wrong": 0}
+    for kwargs in ({"st_model": st}, {"st_model": st, "query_pids": q.pids}, {}):
+        # Brute force with fusion over the whole gallery: what an exact result must equal.
+        truth = search_gallery(q.features, q.cams, q.times, g, top_k=5, **kwargs)
+        for candidates in (5, 10, 30, 100, 300):
+            found = search_index(
+                index, q.features, q.cams, q.times, top_k=5, candidates=candidates, **kwargs
+            )
+            for want, got in zip(truth, found, strict=True):
+                same = np.array_equal(want.gallery_indices, got.gallery_indices)
+                assert got.candidates == candidates
+                if got.exact:
+                    seen["exact"] += 1
+                    assert same, (candidates, got.exactness)
+                    assert got.exactness.startswith("exact: ")
+                    np.testing.assert_allclose(got.scores, want.scores, atol=1e-5)
+                    # the bound is a real bound: no image outside the candidates reaches it
+                    assert want.scores[-1] > got.outside_bound or candidates == 300
+                else:
+                    seen["unproven"] += 1
+                    seen["unproven and wrong"] += not same
+                    assert got.exactness.startswith("not proven exact: ")
+                    assert "raise --candidates" in got.exactness
+                if candidates == 300:
+                    assert got.exact and "are the whole gallery" in got.exactness
+    # Neither always yes nor always no, and the flag catches the lists that really differ.
+    assert seen["exact"] > 250 and seen["unproven"] > 30 and seen["unproven and wrong"] > 5, seen
+    # IVF-PQ candidates are never claimed exact unless they are the whole gallery.
+    ivf = build_index(
+        g.features, g.pids, g.cams, g.times, kind="ivf-pq", nlist=4, m=4, nbits=4, threads=1
+    )
+    ivf.nprobe = 1
+    for result in search_index(ivf, q.features, q.cams, q.times, st_model=st, candidates=50):
+        assert not result.exact and result.exactness.startswith("approximate: ")
+
+
 def test_ivf_pq_finds_most_true_neighbours_in_a_fraction_of_the_memory(tmp_path):
     x = _clustered(3000, 32, 40, seed=1)
     queries = _clustered(50, 32, 40, seed=2)
@@ -215,7 +256,11 @@ def test_search_cli_with_an_index_prints_the_ranking_of_the_whole_gallery(tmp_pa
     assert cli.main([*query, "--index", str(tmp_path / "g.faiss"), "--candidates", "300"]) == 0
     indexed = capsys.readouterr().out.splitlines()
     assert plain[0].startswith("gallery: 300 images") and "(flat index)" in indexed[0]
-    assert plain[1:] == indexed[1:] and "ranked by visual+st" in plain[3]
+    # Each query's table is followed by its exactness line.
+    exactness = [line for line in indexed if line.startswith("exact: ")]
+    assert exactness == ["exact: the 300 candidates are the whole gallery"] * 2
+    assert plain[1:] == [line for line in indexed[1:] if not line.startswith("exact: ")]
+    assert "ranked by visual+st" in plain[3]
     # a query of another dimension than the index's
     _features_file(tmp_path / "small.npz", dim=8)
     argv = ["search", "--features", str(tmp_path / "small.npz"), "--query-index", "0"]

@@ -387,6 +387,9 @@ def run_search(args: argparse.Namespace) -> int:
     for result, name in zip(results, query_names, strict=True):
         print()
         print(_format_table(result, name))
+        if index is not None:
+            # Whether this list is provably the whole gallery's (see README, "what is exact").
+            print(result.exactness)
     if args.out is not None:
         _write_rank_lists(args.out, results, query_paths, args.features or args.checkpoint)
         print(f"\nwrote {args.out}")
