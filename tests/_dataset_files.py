@@ -15,7 +15,8 @@ MARKET_SESSION_LENGTHS = {
     5: (161095, 161724, 103487),
     6: (87551, 131268, 95817, 30952),
 }
-"""The spec's session table, copied here so tests do not trust the code they check."""
+"""Market-1501's session table (from the dataset's authors), copied here so tests do not trust the
+code they check."""
 
 
 @functools.lru_cache(maxsize=1)

@@ -20,7 +20,7 @@ from mtmct_reid.featureset import FeatureSet, FeatureSide
 
 
 def test_market_global_time_matches_the_session_table():
-    # c2s3_000100 -> 163691 + 164677 + 100, the spec's worked example
+    # c2s3_000100 -> 163691 + 164677 + 100: sessions 1 and 2 of camera 2, then frame 100
     t = market_global_time(np.array([2, 1, 6]), np.array([3, 1, 4]), np.array([100, 451, 7]))
     assert t.tolist() == [328468.0, 451.0, 87551 + 131268 + 95817 + 7]
 

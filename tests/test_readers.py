@@ -74,7 +74,7 @@ def test_market_reads_ids_cameras_global_times_and_splits(tmp_path):
     root = make_split_folders(tmp_path / "Market", MARKET_BASIC)
     records = read_dataset(root)
     rows = _rows(records)
-    assert rows["0002_c2s3_000100_01.jpg"] == (2, 2, 328468.0, "train")  # the spec's example
+    assert rows["0002_c2s3_000100_01.jpg"] == (2, 2, 328468.0, "train")  # 163691 + 164677 + 100
     assert rows["0002_c1s1_000451_03.jpg"] == (2, 1, 451.0, "train")
     assert rows["0002_c6s4_000007_00.jpg"] == (2, 6, 87551 + 131268 + 95817 + 7.0, "query")
     assert rows["-1_c1s1_000401_03.jpg"] == (-1, 1, 401.0, "gallery")  # junk kept

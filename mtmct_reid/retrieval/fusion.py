@@ -3,7 +3,8 @@
 ``f(x; λ, γ) = 1 / (1 + λ·exp(−γ·x))`` squashes each cue into (0, 1) so that neither dominates: a
 spatial-temporal probability of 0 (same camera, unseen pair, implausible delay) still leaves a joint
 score ``f(s; λ0, γ0) / (1 + λ1)`` that ranks by appearance. The joint score is the product of the two
-smoothed cues (spec §4; reference values γ0 = γ1 = 5, λ0 = 1, λ1 = 2).
+smoothed cues (st-ReID, Wang et al., AAAI 2019, in the README's references; its values
+γ0 = γ1 = 5, λ0 = 1, λ1 = 2).
 """
 
 from __future__ import annotations
