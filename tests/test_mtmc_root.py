@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import doctest
 import logging
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,6 @@ import pytest
 from PIL import Image
 
 from mtmct_reid.errors import ReIDError
-from mtmct_reid.mtmc import boxes, frames, root, textfiles
 from mtmct_reid.mtmc.root import (
     DET,
     GT,
@@ -64,13 +61,6 @@ def _write_frames(folder: Path, count: int, size=(30, 40)) -> list[np.ndarray]:
         Image.fromarray(image).save(folder / f"{i:06d}.png")
         frames.append(image)
     return frames
-
-
-@pytest.mark.parametrize("module", [boxes, textfiles, frames, root])
-def test_doctests_run(module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the root's example makes a folder
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 0
 
 
 def test_cameras_csv_round_trip_with_names_and_sizes(tmp_path: Path) -> None:

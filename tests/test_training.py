@@ -34,16 +34,6 @@ from mtmct_reid.training.options import Optimisation
 SIZE = (64, 32)
 
 
-def test_doctests_of_the_training_pieces_run() -> None:
-    import doctest
-
-    from mtmct_reid.training import functional, options
-
-    for module in (functional, options):
-        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-        assert result.failed == 0 and result.attempted > 0, module.__name__
-
-
 def _datamodule(root: Path, **options) -> ReIDDataModule:
     options = {"image_size": SIZE, "batch_size": 16, "num_workers": 0, **options}
     return ReIDDataModule(root, **options)

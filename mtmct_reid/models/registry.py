@@ -93,6 +93,9 @@ def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
         ...     trunk = build_backbone(backbone or "resnet18", weights, last_stride)
         ...     head = GlobalHead(trunk.out_channels, num_classes, bottleneck_dim or 64, dropout)
         ...     return ReIDModel("tiny_global", trunk, head, {"model": "tiny_global"})
+        >>> "tiny_global" in available_models()
+        True
+        >>> _ = MODELS.pop("tiny_global")  # the example leaves the registry as it was
     """
 
     def decorate(builder: ModelBuilder) -> ModelBuilder:
