@@ -121,6 +121,29 @@ def test_track_sct_follows_the_tiny_network(tiny_video, tmp_path: Path, capsys) 
     assert "network" in out
 
 
+def test_bad_tracking_and_crop_settings_are_one_line_errors(tiny_video, tmp_path: Path) -> None:
+    from mtmct_reid.errors import ReIDError
+    from mtmct_reid.mtmc.sct import ByteTrackParams
+    from mtmct_reid.mtmc.summary import write_crop_dataset
+
+    for settings, message in (
+        ({"lost_track_buffer": -1}, "lost track buffer must be an integer >= 0, got -1"),
+        ({"minimum_consecutive_frames": 0}, "minimum consecutive frames must be a positive"),
+        (
+            {"minimum_iou_threshold": 1.5},
+            r"minimum iou threshold must be a finite number in \[0, 1\]",
+        ),
+    ):
+        with pytest.raises(ReIDError, match=message):
+            ByteTrackParams(**settings).validate()
+    root = read_root(tiny_video.out / "train")
+    with pytest.raises(ReIDError, match="crops: step must be a positive integer, got 0"):
+        write_crop_dataset(root, tmp_path / "crops", step=0)
+    with pytest.raises(ReIDError, match="crop batch size must be a positive integer, got 0"):
+        next(root.iter_crops(root.read_boxes(GT), batch_size=0))
+    assert not (tmp_path / "crops").exists()
+
+
 def test_dataset_info_and_preview_of_a_root(tiny_video, tmp_path: Path, capsys) -> None:
     from PIL import Image
 

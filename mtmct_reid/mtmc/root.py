@@ -57,6 +57,7 @@ from mtmct_reid.mtmc.textfiles import (
     write_cameras,
     write_mot,
 )
+from mtmct_reid.validation import positive_int
 
 __all__ = [
     "AICITY_FIELDS",
@@ -394,8 +395,7 @@ class MTMCRoot:
         Example:
             >>> # for batch in root.iter_crops(tracks, size=(128, 64)): model(batch.images)
         """
-        if batch_size <= 0:
-            raise ReIDError(f"batch size {batch_size}: expected a positive integer")
+        batch_size = positive_int("crop batch size", batch_size)
         order = np.lexsort((boxes.frames, boxes.cams))
         rows: list[int] = []
         images: list[np.ndarray] = []

@@ -13,6 +13,7 @@ import numpy as np
 
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.mtmc.root import DET, Boxes, MTMCRoot
+from mtmct_reid.validation import as_float, as_int
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +42,14 @@ class ByteTrackParams:
 
     def validate(self) -> None:
         """Raise :class:`ReIDError` on a setting ByteTrack cannot use."""
-        if self.lost_track_buffer < 0:
-            raise ReIDError(f"lost track buffer {self.lost_track_buffer}: expected >= 0")
-        if self.minimum_consecutive_frames < 1:
-            raise ReIDError(
-                f"minimum consecutive frames {self.minimum_consecutive_frames}: expected >= 1"
-            )
+        as_int("lost track buffer", self.lost_track_buffer, minimum=0)
+        as_int("minimum consecutive frames", self.minimum_consecutive_frames, minimum=1)
         for name in (
             "track_activation_threshold",
             "minimum_iou_threshold",
             "high_conf_det_threshold",
         ):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and 0 <= value <= 1):
-                raise ReIDError(f"{name.replace('_', ' ')} {value}: expected a number in [0, 1]")
+            as_float(name.replace("_", " "), getattr(self, name), 0, 1)
 
 
 def _bytetrack(params: ByteTrackParams, fps: float):

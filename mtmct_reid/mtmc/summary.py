@@ -12,6 +12,7 @@ import numpy as np
 
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.mtmc.root import DET, GT, Boxes, MTMCRoot
+from mtmct_reid.validation import positive_int
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +202,8 @@ def write_crop_dataset(
 
     from mtmct_reid._io import umask_mode
 
-    if step < 1 or query_per_camera < 1:
-        raise ReIDError(f"crops: step {step} and query per camera {query_per_camera} must be >= 1")
+    step = positive_int("crops: step", step)
+    query_per_camera = positive_int("crops: query per camera", query_per_camera)
     out = Path(out)
     marker = out / "manifest.csv"
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

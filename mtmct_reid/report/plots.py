@@ -18,6 +18,7 @@ import numpy as np
 
 from mtmct_reid._io import atomic_path
 from mtmct_reid.errors import ReIDError
+from mtmct_reid.validation import as_float
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -157,8 +158,8 @@ def plot_transit_grid(
         nonzero = np.flatnonzero(model.probabilities.any(axis=(0, 1)))
         last_bin = int(nonzero[-1]) + 1 if nonzero.size else model.num_bins
         max_time = last_bin * bin_width
-    elif not (isinstance(max_time, (int, float)) and math.isfinite(max_time) and max_time > 0):
-        raise ReIDError(f"max_time must be a positive number of time units, got {max_time!r}")
+    else:
+        max_time = as_float("max_time (time units)", max_time, 0, low_open=True)
     shown_bins = max(1, min(model.num_bins, int(math.ceil(max_time / bin_width))))
     centres = (np.arange(shown_bins) + 0.5) * bin_width
     group = max(1, int(math.ceil(shown_bins / _RAW_BARS_PER_CELL)))
