@@ -8,9 +8,13 @@ file, so a side file that does not belong to its index is refused on load.
 Two kinds:
 
 * ``flat``: every vector, exact inner products (``IndexFlatIP``); 4·D bytes per image.
-* ``ivf-pq``: an inverted file over ``nlist`` k-means cells, each vector product-quantised to ``m``
-  bytes (``IndexIVFPQ``); a query visits ``nprobe`` cells. Approximate: recall and scores depend on
+* ``ivf-pq``: an inverted file over ``nlist`` k-means cells, each vector product-quantised to
+  ``m`` codes of ``nbits`` bits (4: FAISS's fast scan ``IndexIVFPQFastScan``, the default; 8: the
+  classic ``IndexIVFPQ``); a query visits ``nprobe`` cells. Approximate: recall and scores depend on
   ``nprobe`` and ``m``; ``benchmarks/bench_index.py`` measures them.
+
+Searches hand FAISS up to ``QUERY_BATCH`` queries at once, so that a batch takes FAISS's
+matrix-product path (one pass over the gallery per batch) instead of one scan per query.
 
 :func:`search_index` takes the top candidates by visual similarity from the index and ranks them with
 :func:`mtmct_reid.retrieval.search.search_gallery` (transit-time fusion, the evaluation protocol's filters).
@@ -23,7 +27,8 @@ import logging
 import math
 import mmap
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +59,12 @@ ADD_CHUNK = 65536
 VISUAL_MARGIN = 1e-4
 #: Relative allowance for the float32 rounding of a joint score.
 JOINT_MARGIN = 1e-5
+#: Queries handed to FAISS at once: enough for its matrix-product path, and a bounded block of
+#: scores (QUERY_BATCH × DATABASE_BLOCK float32, 16 MiB).
+QUERY_BATCH = 256
+#: Gallery rows per matrix product in FAISS's batched exact search (FAISS's default is 1024): a
+#: million-row gallery is 62 products instead of 977, and as many fewer hand-offs between threads.
+DATABASE_BLOCK = 16384
 #: Bytes at each end of the index file that its fingerprint hashes.
 _FINGERPRINT_BYTES = 1 << 20
 _EXTRA = "pip install 'mtmct-reid[index]'"
@@ -66,6 +77,52 @@ def require_faiss() -> Any:
     except ImportError:
         raise ReIDError(f"gallery indexes need faiss: {_EXTRA}") from None
     return faiss
+
+
+def faiss_threads(threads: int | None) -> int:
+    """Threads for FAISS: ``threads``, or every core this process may use when None.
+
+    Raises:
+        ReIDError: ``threads`` below 1 or above the usable cores (more threads than cores only
+            make them wait for each other).
+
+    Example:
+        >>> faiss_threads(None) == usable_cores() and faiss_threads(1)
+        1
+    """
+    cores = usable_cores()
+    if threads is None:
+        return cores
+    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
+        raise ReIDError(f"--threads must be a positive integer, got {threads!r}")
+    if threads > cores:
+        raise ReIDError(f"--threads {threads}: this process may use {cores} cores")
+    return int(threads)
+
+
+@contextmanager
+def _search_settings(faiss: Any, threads: int, dim: int) -> Iterator[None]:
+    """FAISS's process-wide search settings for one call, restored after it.
+
+    A flat search of fewer than ``distance_compute_blas_threshold / D`` queries (250 at D = 512)
+    scans the whole gallery once per query, in parallel over queries only: a batch of 200 reads a
+    2 GB gallery 200 times. From two queries on, the matrix-product path reads it once per batch
+    instead. A single query keeps FAISS's own path (a scan split over the threads).
+    """
+    saved = (
+        faiss.omp_get_max_threads(),
+        faiss.cvar.distance_compute_blas_threshold,
+        faiss.cvar.distance_compute_blas_database_bs,
+    )
+    faiss.omp_set_num_threads(threads)
+    faiss.cvar.distance_compute_blas_threshold = 2 * dim
+    faiss.cvar.distance_compute_blas_database_bs = DATABASE_BLOCK
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(saved[0])
+        faiss.cvar.distance_compute_blas_threshold = saved[1]
+        faiss.cvar.distance_compute_blas_database_bs = saved[2]
 
 
 def side_file(index_path: str | os.PathLike) -> Path:
@@ -128,25 +185,42 @@ def fingerprint(path: str | os.PathLike) -> str:
 
 
 def default_nlist(count: int) -> int:
-    """Cells of an IVF index: about 4·√N, at least 1, and at most N / 39 (FAISS wants 39 training
-    points per centroid).
+    """Cells of an IVF index: about √N (1,000 at a million), at least 1, and at most N / 39 (FAISS
+    wants 39 training points per centroid). Fast-scan codes make visiting more cells cheap, while
+    k-means over 4·√N cells (FAISS's usual advice) takes 16 times longer to train.
 
     Example:
         >>> default_nlist(1_000_000), default_nlist(100)
-        (4000, 2)
+        (1000, 2)
     """
-    return int(max(1, min(round(4 * math.sqrt(count)), count // 39)))
+    return int(max(1, min(round(math.sqrt(count)), count // 39)))
 
 
-def default_m(dim: int) -> int:
-    """Sub-quantisers of IVF-PQ: D/4 bytes per vector (1/16 of float32), a divisor of D, ≤ 256.
+def default_m(dim: int, nbits: int = 4) -> int:
+    """Sub-quantisers of IVF-PQ: D/4 bytes of codes per vector (1/16 of float32) where a divisor
+    of D allows it, at most 256 bytes.
+
+    Args:
+        dim: the feature dimension D.
+        nbits: bits per sub-quantiser code (4: FAISS's fast scan; 8: classic PQ).
 
     Example:
-        >>> default_m(512), default_m(2048), default_m(3072)
-        (128, 256, 256)
+        >>> default_m(512), default_m(512, nbits=8), default_m(3072), default_m(3072, nbits=8)
+        (256, 128, 512, 256)
     """
-    target = max(1, min(dim // 4, 256))
+    target = max(1, min(dim // 4, 256) * 8 // nbits)
     return max(m for m in range(1, target + 1) if dim % m == 0)
+
+
+def default_nprobe(nlist: int) -> int:
+    """Cells an IVF query visits by default: nlist / 16 (62 of 1,000), at least 1; the setting
+    benchmarks/bench_index.py chose at 1,000,000 vectors (README, "Measured").
+
+    Example:
+        >>> default_nprobe(1000), default_nprobe(10)
+        (62, 1)
+    """
+    return max(1, nlist // 16)
 
 
 def _unit_rows(block: np.ndarray) -> np.ndarray:
@@ -168,6 +242,7 @@ class GalleryIndex:
         vectors: [N, D] exact gallery vectors (a memory map of ``OUT.vectors.npy`` after loading),
             or None. With them an IVF-PQ search re-scores its top ``rescore`` rows exactly.
         rescore: rows an IVF-PQ search takes from the index before exact re-scoring.
+        threads: FAISS threads of a search (None: every usable core).
 
     Example:
         >>> index = GalleryIndex.load("gallery.faiss")  # doctest: +SKIP
@@ -184,6 +259,7 @@ class GalleryIndex:
     path: Path | None = None
     vectors: np.ndarray | None = None
     rescore: int = RESCORE
+    threads: int | None = None
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -237,11 +313,19 @@ class GalleryIndex:
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise ReIDError(f"k must be a positive integer, got {k!r}")
         unit = _unit_rows(queries)
+        faiss = require_faiss()
+        wanted = int(k) if self.vectors is None or self.kind == "flat" else max(k, self.rescore)
+        scores = np.empty((len(unit), int(wanted)), dtype=np.float32)
+        found = np.empty((len(unit), int(wanted)), dtype=np.int64)
+        # Process-wide FAISS settings: concurrent searches from several Python threads would
+        # share them (same results, other speeds).
+        with _search_settings(faiss, faiss_threads(self.threads), self.dim):
+            for start in range(0, len(unit), QUERY_BATCH):
+                stop = start + QUERY_BATCH
+                scores[start:stop], found[start:stop] = self.index.search(unit[start:stop], wanted)
         if self.vectors is None or self.kind == "flat":
-            scores, rows = self.index.search(unit, int(k))
-            return scores.astype(np.float32, copy=False), rows.astype(np.int64, copy=False)
+            return scores, found
         # Approximate candidates, exact scores: a few hundred rows read from the vectors file.
-        _, found = self.index.search(unit, int(max(k, self.rescore)))
         scores = np.full((len(unit), int(k)), -np.inf, dtype=np.float32)
         rows = np.full((len(unit), int(k)), -1, dtype=np.int64)
         for q, candidates in enumerate(found):
@@ -402,7 +486,7 @@ def build_index(
     kind: str = "flat",
     nlist: int | None = None,
     m: int | None = None,
-    nbits: int = 8,
+    nbits: int = 4,
     nprobe: int | None = None,
     train_size: int | None = None,
     seed: int = 0,
@@ -420,9 +504,12 @@ def build_index(
         pids, cams: [N] labels; ``times`` [N] (NaN when unknown) and ``paths`` [N] optional.
         kind: ``"flat"`` (exact) or ``"ivf-pq"`` (approximate, compressed).
         nlist: IVF cells (default :func:`default_nlist`).
-        m: bytes per vector of the product quantiser (default :func:`default_m`).
-        nbits: bits per sub-quantiser code (8).
-        nprobe: cells a query visits (default: max(1, nlist // 64)).
+        m: sub-quantisers of the product quantiser, a divisor of D (default :func:`default_m`);
+            each vector's code is ``m · nbits / 8`` bytes.
+        nbits: bits per sub-quantiser code: 4 (default) builds FAISS's fast-scan IVF-PQ
+            (``IndexIVFPQFastScan``, codes compared 32 at a time in SIMD registers), 8 the
+            classic ``IndexIVFPQ``.
+        nprobe: cells a query visits (default :func:`default_nprobe`).
         train_size: rows sampled to train IVF-PQ (default: min(N, max(64·nlist, 65536))).
         seed: seed of the training sample and of k-means.
         threads: FAISS threads (default: every usable core).
@@ -450,23 +537,33 @@ def build_index(
     for name, column in (("pids", pids), ("cams", cams), ("times", times), ("paths", paths)):
         if column is not None and np.shape(column) != (count,):
             raise ReIDError(f"gallery {name} have shape {np.shape(column)}, expected [{count}]")
-    faiss.omp_set_num_threads(int(threads or usable_cores()))
+    faiss.omp_set_num_threads(faiss_threads(threads))
     meta: dict[str, Any] = dict(metadata or {})
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     else:
         nlist = default_nlist(count) if nlist is None else int(nlist)
-        m = default_m(dim) if m is None else int(m)
+        if isinstance(nbits, bool) or nbits not in (4, 8):
+            raise ReIDError(f"--nbits {nbits!r}: expected 4 (fast scan) or 8")
+        m = default_m(dim, nbits) if m is None else int(m)
         if nlist < 1 or nlist > count:
             raise ReIDError(f"--nlist {nlist}: expected 1 to the number of vectors ({count})")
         if m < 1 or dim % m:
             raise ReIDError(f"--m {m}: must divide the feature dimension {dim}")
         quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
+        if nbits == 4:
+            # 4-bit codes: a query's look-up tables fit SIMD registers and 32 codes are scored
+            # per instruction; several times faster per code than 8-bit PQ at the same bytes,
+            # which buys more cells per query (benchmarks/bench_index.py).
+            index = faiss.IndexIVFPQFastScan(
+                quantizer, dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT
+            )
+        else:
+            index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
+            # 64 points per code word (16,384 per sub-quantiser, FAISS's default is 65,536): a
+            # quarter of the training time.
+            index.pq.cp.max_points_per_centroid = 64
         index.cp.seed = int(seed)
-        # 64 points per code word (16,384 per sub-quantiser, FAISS's default is 65,536): a quarter
-        # of the training time; benchmarks/bench_index.py measures the recall it gives.
-        index.pq.cp.max_points_per_centroid = 64
         index.pq.cp.seed = int(seed)
         train_count = min(count, train_size or max(64 * nlist, 65536))
         if train_count < max(nlist, 2**nbits):
@@ -480,8 +577,17 @@ def build_index(
         index.train(_unit_rows(features[sample]))
         # Rows are reconstructed for ranking; the direct map makes that possible for IVF.
         index.set_direct_map_type(faiss.DirectMap.Array)
-        index.nprobe = int(nprobe or max(1, nlist // 64))
-        meta.update({"nlist": nlist, "m": m, "nbits": nbits, "train_size": train_count})
+        index.nprobe = int(nprobe or default_nprobe(nlist))
+        meta.update(
+            {
+                "nlist": nlist,
+                "m": m,
+                "nbits": nbits,
+                "code_bytes": m * nbits // 8,
+                "fast_scan": nbits == 4,
+                "train_size": train_count,
+            }
+        )
     for start in range(0, count, ADD_CHUNK):
         index.add(_unit_rows(features[start : start + ADD_CHUNK]))
     return GalleryIndex(

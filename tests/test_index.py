@@ -87,6 +87,38 @@ def test_flat_index_returns_the_brute_force_top_k(tmp_path, capsys):
     )
 
 
+def test_batched_flat_search_is_exact_and_leaves_faiss_settings_as_they_were(monkeypatch):
+    from mtmct_reid import index as index_module
+
+    x = _clustered(2000, 32, 40, seed=3)
+    queries = _clustered(120, 32, 40, seed=4)
+    index = build_index(x, np.arange(2000), np.zeros(2000))
+    # Batches of 50: two on FAISS's matrix-product path, and a last one of 20.
+    monkeypatch.setattr(index_module, "QUERY_BATCH", 50)
+    settings = (
+        faiss.omp_get_max_threads(),
+        faiss.cvar.distance_compute_blas_threshold,
+        faiss.cvar.distance_compute_blas_database_bs,
+    )
+    scores, rows = index.search(queries, 10)
+    assert settings == (
+        faiss.omp_get_max_threads(),
+        faiss.cvar.distance_compute_blas_threshold,
+        faiss.cvar.distance_compute_blas_database_bs,
+    )
+    want_rows, want_scores = _brute_force_top_k(x, queries, 10)
+    np.testing.assert_array_equal(rows, want_rows)
+    np.testing.assert_allclose(scores, want_scores, atol=1e-5)
+    index.threads = 1
+    for q in (0, 77, 119):  # one query at a time: FAISS's scan path, one thread
+        one_scores, one_rows = index.search(queries[q : q + 1], 10)
+        np.testing.assert_array_equal(one_rows[0], want_rows[q])
+        np.testing.assert_allclose(one_scores[0], want_scores[q], atol=1e-5)
+    index.threads = 10**6
+    with pytest.raises(ReIDError, match="--threads 1000000: this process may use"):
+        index.search(queries, 10)
+
+
 def test_search_with_an_index_and_fusion_equals_search_without_it(tmp_path):
     fs = _features_file(tmp_path / "f.npz")
     st = TransitTimeModel.fit(fs.gallery.pids, fs.gallery.cams, fs.gallery.times, bin_width=50)
@@ -147,20 +179,27 @@ def test_each_result_says_whether_it_is_provably_the_whole_gallerys(tmp_path):
         assert not result.exact and result.exactness.startswith("approximate: ")
 
 
-def test_ivf_pq_finds_most_true_neighbours_in_a_fraction_of_the_memory(tmp_path):
+# 16 bytes of codes per 128-byte vector either way: 32 four-bit codes (FAISS's fast scan, the
+# default; its look-up tables are rounded to 8 bits, so PQ scores alone rank less well) or 16
+# eight-bit codes.
+@pytest.mark.parametrize(("m", "nbits", "pq_recall"), [(32, 4, 0.65), (16, 8, 0.8)])
+def test_ivf_pq_finds_most_true_neighbours_in_a_fraction_of_the_memory(
+    m, nbits, pq_recall, tmp_path
+):
     x = _clustered(3000, 32, 40, seed=1)
     queries = _clustered(50, 32, 40, seed=2)
-    # 4-bit codes keep the quantiser training fast: 16 bytes of codes per 128-byte vector.
     index = build_index(
-        x, np.arange(3000), np.zeros(3000), kind="ivf-pq", nlist=40, m=32, nbits=4, threads=1
+        x, np.arange(3000), np.zeros(3000), kind="ivf-pq", nlist=40, m=m, nbits=nbits, threads=1
     )
+    assert isinstance(index.index, faiss.IndexIVFPQFastScan) == (nbits == 4)
     index.save(tmp_path / "g.faiss")
     loaded = GalleryIndex.load(tmp_path / "g.faiss", nprobe=8)
-    assert loaded.kind == "ivf-pq" and loaded.nprobe == 8 and loaded.metadata["m"] == 32
+    assert loaded.kind == "ivf-pq" and loaded.nprobe == 8 and loaded.metadata["m"] == m
+    assert loaded.metadata["code_bytes"] == 16 and loaded.metadata["nbits"] == nbits
     _, rows = loaded.search(queries, 10)
     truth, _ = _brute_force_top_k(x, queries, 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, truth, strict=True)])
-    assert recall >= 0.8
+    assert recall >= pq_recall
     assert (tmp_path / "g.faiss").stat().st_size < 0.5 * x.nbytes
     assert loaded.vectors is None and not vectors_file(tmp_path / "g.faiss").exists()
 
@@ -261,6 +300,13 @@ def test_search_cli_with_an_index_prints_the_ranking_of_the_whole_gallery(tmp_pa
     assert exactness == ["exact: the 300 candidates are the whole gallery"] * 2
     assert plain[1:] == [line for line in indexed[1:] if not line.startswith("exact: ")]
     assert "ranked by visual+st" in plain[3]
+    # FAISS threads: at most the usable cores, and only with --index
+    assert cli.main([*query, "--index", str(tmp_path / "g.faiss"), "--threads", "4096"]) == 2
+    assert "--threads 4096: this process may use" in capsys.readouterr().err
+    assert cli.main([*query, "--threads", "1"]) == 2
+    assert "--threads goes with --index" in capsys.readouterr().err
+    assert cli.main([*query, "--index", str(tmp_path / "g.faiss"), "--threads", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == indexed[1:]
     # a query of another dimension than the index's
     _features_file(tmp_path / "small.npz", dim=8)
     argv = ["search", "--features", str(tmp_path / "small.npz"), "--query-index", "0"]

@@ -138,6 +138,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     large.add_argument(
         "--nprobe", type=arg_positive_int, default=None, help="IVF cells a query visits"
     )
+    large.add_argument(
+        "--threads",
+        type=arg_positive_int,
+        default=None,
+        help="FAISS threads (default: every usable core)",
+    )
     add_layout_arguments(parser)
     parser.add_argument(
         "--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N"
@@ -255,6 +261,9 @@ def run_search(args: argparse.Namespace) -> int:
         raise ReIDError("--query-index needs --features F.npz")
     if args.index is not None and args.gallery is not None:
         raise ReIDError("--index is the gallery; give --index or --gallery, not both")
+    for flag, value in (("--nprobe", args.nprobe), ("--threads", args.threads)):
+        if value is not None and args.index is None:
+            raise ReIDError(f"{flag} goes with --index (a FAISS gallery index)")
     if args.query is not None:
         if args.gallery is None and args.index is None:
             raise ReIDError(
@@ -291,9 +300,10 @@ def run_search(args: argparse.Namespace) -> int:
     # Gallery.
     source = index = None
     if args.index is not None:
-        from mtmct_reid.index import GalleryIndex
+        from mtmct_reid.index import GalleryIndex, faiss_threads
 
         index = GalleryIndex.load(args.index, nprobe=args.nprobe)
+        index.threads = faiss_threads(args.threads)
         gallery, source = None, f"{args.index} ({index.kind} index)"
     elif args.gallery is None:
         gallery, source = features.gallery, f"{args.features} (gallery)"
