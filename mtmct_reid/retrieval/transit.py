@@ -1,7 +1,8 @@
 """The spatial-temporal model of st-ReID: how long people take between two cameras.
 
 Fitted on the training split's labels only (transit times are a property of the camera network, not of
-the people, so the test identities never need to be seen). Spec §3:
+the people, so the test identities never need to be seen). The method of st-ReID (Wang et al., AAAI
+2019, in the README's references), with the differences said below:
 
 * **Visits.** For each identity and camera, the mean time of its images in that camera. An identity that
   never appears in a camera has no visit there (the reference code counts such absences as a visit at
@@ -26,7 +27,6 @@ the people, so the test identities never need to be seen). Spec §3:
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,94 +34,41 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mtmct_reid._io import npz_array, open_npz, save_npz
 from mtmct_reid.errors import ReIDError
+from mtmct_reid.retrieval.transit_counts import (
+    MAX_TABLE_ENTRIES,
+    TransitCounts,
+    check_parameters,
+    count_transits,
+    gaussian_kernel,
+    smoothing_radius,
+)
+from mtmct_reid.retrieval.transit_file import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    read_transit_file,
+    write_transit_file,
+)
 
 if TYPE_CHECKING:
     from mtmct_reid.data.records import Records
 
 log = logging.getLogger(__name__)
 
-#: Value of the ``format`` array of a saved model, checked on load.
-FORMAT_NAME = "mtmct-reid-transit"
-FORMAT_VERSION = 1
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "MAX_TABLE_ENTRIES",
+    "TRANSIT_FILE",
+    "TransitCounts",
+    "TransitTimeModel",
+    "count_transits",
+    "gaussian_kernel",
+    "smoothing_radius",
+]
+
 #: Name of the model file beside a training run's checkpoints (and in the demo's output).
 TRANSIT_FILE = "transit_time.npz"
-
-#: Largest number of table entries (cameras² × bins) a fit may allocate: the model's two float64
-#: tables then take 64 MiB (Market-1501 needs 0.2 M entries). Beyond it the bin width is wrong for the
-#: clock's unit, or one time is an outlier.
-MAX_TABLE_ENTRIES = 4 * 1024 * 1024
-
-_ARRAYS = (
-    "format",
-    "format_version",
-    "camera_ids",
-    "probabilities",
-    "counts",
-    "pair_ids",
-    "bin_width",
-    "sigma_bins",
-    "truncate",
-)
-
-
-def smoothing_radius(sigma_bins: float, truncate: float) -> int:
-    """Half-width in bins of the truncated Gaussian kernel (150 for σ = 50, truncate = 3).
-
-    Args:
-        sigma_bins: standard deviation of the Gaussian, in bins.
-        truncate: the kernel is cut at ``truncate · sigma_bins`` bins (rounded to the nearest bin).
-
-    Example:
-        >>> smoothing_radius(50.0, 3.0)
-        150
-    """
-    return int(truncate * sigma_bins + 0.5)
-
-
-def gaussian_kernel(sigma_bins: float, truncate: float) -> np.ndarray:
-    """The smoothing kernel: a Gaussian of ``sigma_bins`` bins on offsets ``-radius..radius``,
-    normalised to sum 1 (a delta when ``sigma_bins`` is 0).
-
-    Args:
-        sigma_bins: standard deviation of the Gaussian, in bins.
-        truncate: the kernel is cut at ``truncate · sigma_bins`` bins.
-
-    Example:
-        >>> gaussian_kernel(50.0, 3.0).shape
-        (301,)
-    """
-    radius = smoothing_radius(sigma_bins, truncate)
-    if sigma_bins <= 0 or radius == 0:
-        return np.ones(1)
-    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
-    kernel = np.exp(-0.5 * (offsets / sigma_bins) ** 2)
-    return kernel / kernel.sum()
-
-
-def _check_parameters(bin_width: float, sigma_bins: float, truncate: float, where: str) -> None:
-    for name, value, low_ok in (
-        ("bin_width", bin_width, False),
-        ("sigma_bins", sigma_bins, True),
-        ("truncate", truncate, True),
-    ):
-        if isinstance(value, bool) or not np.isscalar(value) or not np.isfinite(value):
-            raise ReIDError(f"{where}: {name} must be a finite number, got {value!r}")
-        if value < 0 or (value == 0 and not low_ok):
-            expected = ">= 0" if low_ok else "> 0"
-            raise ReIDError(f"{where}: {name} must be {expected}, got {value!r}")
-
-
-def _column(values: object, name: str, dtype: type, size: int | None) -> np.ndarray:
-    array = np.asarray(values)
-    if array.ndim != 1:
-        raise ReIDError(f"transit fit: '{name}' has shape {array.shape}, expected 1-D [N]")
-    if size is not None and array.shape[0] != size:
-        raise ReIDError(f"transit fit: '{name}' has {array.shape[0]} rows, expected {size}")
-    if array.size and not np.issubdtype(array.dtype, np.number):
-        raise ReIDError(f"transit fit: '{name}' has dtype {array.dtype}, expected numbers")
-    return array.astype(dtype)
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,7 +119,7 @@ class TransitTimeModel:
             raise ReIDError(
                 f"transit model: pair_ids has shape {pair_ids.shape}, expected [{c}, {c}]"
             )
-        _check_parameters(self.bin_width, self.sigma_bins, self.truncate, "transit model")
+        check_parameters(self.bin_width, self.sigma_bins, self.truncate, "transit model")
         object.__setattr__(self, "camera_ids", camera_ids)
         object.__setattr__(self, "probabilities", probabilities)
         object.__setattr__(self, "counts", counts)
@@ -280,77 +227,25 @@ class TransitTimeModel:
             ReIDError: mismatched or non-numeric columns, a missing (NaN) time, fewer than two
                 cameras, no identity seen in two cameras, or a table too large for the bin width.
         """
-        _check_parameters(bin_width, sigma_bins, truncate, "transit fit")
-        pids_a = _column(pids, "pids", np.int64, None)
-        cams_a = _column(cams, "cams", np.int64, pids_a.size)
-        times_a = _column(times, "times", np.float64, pids_a.size)
-
-        if camera_ids is None:
-            known = np.unique(cams_a)
-        else:
-            known = np.unique(_column(camera_ids, "camera_ids", np.int64, None))
-            outside = np.setdiff1d(cams_a, known)
-            if outside.size:
-                raise ReIDError(
-                    f"transit fit: camera {int(outside[0])} of 'cams' is not in camera_ids "
-                    f"{known.tolist()}"
-                )
-        if known.size < 2:
-            raise ReIDError(
-                f"transit fit: only {known.size} camera(s) ({known.tolist()}); transit times "
-                "need at least two cameras"
-            )
-
-        labelled = pids_a > 0
-        pids_a, cams_a, times_a = pids_a[labelled], cams_a[labelled], times_a[labelled]
-        missing = ~np.isfinite(times_a)
-        if missing.any():
-            raise ReIDError(
-                f"transit fit: 'times' is missing (NaN/inf) for {int(missing.sum())} of "
-                f"{times_a.size} labelled images; the transit-time model needs a time per image"
-            )
-
-        c = known.size
-        visit_times = _visit_table(pids_a, np.searchsorted(known, cams_a), times_a, c)
-        # Every ordered pair of cameras of every identity at once: [P, C, C] differences, NaN where
-        # either visit is absent.
-        diff = visit_times[:, :, None] - visit_times[:, None, :]
-        later_first = diff > 0
-        tie = diff == 0
-        diagonal = np.eye(c, dtype=bool)[None]
-        tie &= ~diagonal
-        contributes = later_first | tie
-        if not contributes.any():
-            raise ReIDError(
-                f"transit fit: no identity (of {visit_times.shape[0]}) appears in two different "
-                "cameras; transit times cannot be learned"
-            )
-        person, later, earlier = np.nonzero(contributes)
-        delta = diff[person, later, earlier]
-        num_bins = _table_bins(
-            delta,
-            bin_width,
-            sigma_bins,
-            truncate,
-            c,
-            np.unique(pids_a)[person],
-            known[later],
-            known[earlier],
-            visit_times[person, later],
-            visit_times[person, earlier],
+        counted = count_transits(
+            pids,
+            cams,
+            times,
+            bin_width=bin_width,
+            sigma_bins=sigma_bins,
+            truncate=truncate,
+            camera_ids=camera_ids,
         )
-        bins = np.floor(delta / bin_width)
-        weights = np.where(tie[person, later, earlier], 0.5, 1.0)
-        flat = (later * c + earlier) * num_bins + bins.astype(np.int64)
-        counts = np.bincount(flat, weights=weights, minlength=c * c * num_bins).reshape(
-            c, c, num_bins
-        )
-        pair_ids = np.bincount(later * c + earlier, minlength=c * c).reshape(c, c)
-
+        known = counted.camera_ids
         model = cls.from_counts(
-            known, counts, pair_ids, bin_width=bin_width, sigma_bins=sigma_bins, truncate=truncate
+            known,
+            counted.counts,
+            counted.pair_ids,
+            bin_width=bin_width,
+            sigma_bins=sigma_bins,
+            truncate=truncate,
         )
-        unvisited = known[~np.isin(known, cams_a)]
+        unvisited = known[~np.isin(known, counted.visited)]
         if unvisited.size:
             log.warning(
                 "cameras %s have no labelled training image: their transit probabilities are 0",
@@ -358,11 +253,11 @@ class TransitTimeModel:
             )
         log.info(
             "transit model: %d identities, %d cameras, %d of %d camera pairs observed, %d bins of %g",
-            visit_times.shape[0],
-            c,
+            counted.num_identities,
+            known.size,
             model.num_observed_pairs,
-            c * (c - 1),
-            num_bins,
+            known.size * (known.size - 1),
+            counted.num_bins,
             bin_width,
         )
         return model
@@ -570,17 +465,15 @@ class TransitTimeModel:
         Args:
             path: destination file (its folder is created).
         """
-        save_npz(
+        write_transit_file(
             path,
-            format=np.array(FORMAT_NAME),
-            format_version=np.array(FORMAT_VERSION, dtype=np.int64),
             camera_ids=self.camera_ids,
             probabilities=self.probabilities,
             counts=self.counts,
             pair_ids=self.pair_ids,
-            bin_width=np.array(self.bin_width),
-            sigma_bins=np.array(self.sigma_bins),
-            truncate=np.array(self.truncate),
+            bin_width=self.bin_width,
+            sigma_bins=self.sigma_bins,
+            truncate=self.truncate,
         )
 
     @classmethod
@@ -592,120 +485,8 @@ class TransitTimeModel:
             path: a file written by :meth:`save` (or ``mtmct-reid st fit``).
         """
         path = Path(path)
-        with open_npz(path, "transit-time model file") as npz:
-            missing = [name for name in _ARRAYS if name not in npz.files]
-            if missing:
-                raise ReIDError(
-                    f"{path}: missing array '{missing[0]}' (not a model from 'mtmct-reid st fit')"
-                )
-            arrays = {name: npz_array(npz, name, path) for name in _ARRAYS}
-        return cls._from_arrays(path, arrays)
-
-    @classmethod
-    def _from_arrays(cls, path: Path, arrays: dict[str, np.ndarray]) -> TransitTimeModel:
-        if arrays["format"].shape != () or str(arrays["format"]) != FORMAT_NAME:
-            raise ReIDError(f"{path}: array 'format' is not '{FORMAT_NAME}'")
-        version = arrays["format_version"]
-        if version.shape != () or not np.issubdtype(version.dtype, np.integer):
-            raise ReIDError(f"{path}: array 'format_version' must be a 0-d integer")
-        if int(version) != FORMAT_VERSION:
-            raise ReIDError(
-                f"{path}: array 'format_version' is {int(version)}, this version reads "
-                f"{FORMAT_VERSION}"
-            )
-        scalars = {}
-        for name in ("bin_width", "sigma_bins", "truncate"):
-            value = arrays[name]
-            if value.shape != () or not np.issubdtype(value.dtype, np.number):
-                raise ReIDError(f"{path}: array '{name}' must be a 0-d number")
-            scalars[name] = float(value)
-        camera_ids = arrays["camera_ids"]
-        if camera_ids.ndim != 1 or not np.issubdtype(camera_ids.dtype, np.integer):
-            raise ReIDError(f"{path}: array 'camera_ids' must be 1-D integers [C]")
-        if camera_ids.size < 2 or np.any(np.diff(camera_ids) <= 0):
-            raise ReIDError(f"{path}: array 'camera_ids' must hold >= 2 sorted distinct ids")
-        c = camera_ids.size
-        for name in ("probabilities", "counts"):
-            value = arrays[name]
-            if value.ndim != 3 or value.shape[:2] != (c, c) or value.shape[2] == 0:
-                raise ReIDError(
-                    f"{path}: array '{name}' has shape {value.shape}, expected [{c}, {c}, B]"
-                )
-            if not np.issubdtype(value.dtype, np.floating):
-                raise ReIDError(f"{path}: array '{name}' has dtype {value.dtype}, expected float")
-            if not np.isfinite(value).all() or (value < 0).any():
-                raise ReIDError(f"{path}: array '{name}' has negative, NaN or inf values")
-        probabilities = arrays["probabilities"]
-        if arrays["counts"].shape != probabilities.shape:
-            raise ReIDError(
-                f"{path}: array 'counts' has shape {arrays['counts'].shape}, expected "
-                f"{probabilities.shape} like 'probabilities'"
-            )
-        pair_ids = arrays["pair_ids"]
-        if pair_ids.shape != (c, c) or not np.issubdtype(pair_ids.dtype, np.integer):
-            raise ReIDError(f"{path}: array 'pair_ids' must be integers of shape [{c}, {c}]")
-        sums = probabilities.sum(axis=2)
-        if np.any(np.diagonal(sums) != 0):
-            raise ReIDError(f"{path}: array 'probabilities' is non-zero for a same-camera pair")
-        if not np.all((np.abs(sums - 1) < 1e-6) | (sums == 0)):
-            raise ReIDError(
-                f"{path}: array 'probabilities' has a camera pair not summing to 1 or 0"
-            )
+        fields = read_transit_file(path)
         try:
-            return cls(
-                camera_ids=camera_ids,
-                probabilities=probabilities,
-                counts=arrays["counts"],
-                pair_ids=pair_ids,
-                **scalars,
-            )
+            return cls(**fields)
         except ReIDError as exc:
             raise ReIDError(f"{path}: {exc}") from None
-
-
-def _table_bins(
-    delta: np.ndarray,
-    bin_width: float,
-    sigma_bins: float,
-    truncate: float,
-    num_cameras: int,
-    pids: np.ndarray,
-    later: np.ndarray,
-    earlier: np.ndarray,
-    later_times: np.ndarray,
-    earlier_times: np.ndarray,
-) -> int:
-    """Bins per camera pair for time differences ``delta``, refusing a table larger than
-    :data:`MAX_TABLE_ENTRIES` with one line that names the largest difference and who made it."""
-    worst = int(np.argmax(delta))
-    pairs = num_cameras * num_cameras
-    # In floats: a tiny bin width or a huge smoothing radius must not build a 300-digit integer.
-    with np.errstate(over="ignore", divide="ignore"):
-        bins_needed = float(np.floor(delta[worst] / bin_width)) + truncate * sigma_bins + 1.5
-    if math.isfinite(bins_needed) and pairs * bins_needed <= MAX_TABLE_ENTRIES:
-        return (
-            math.floor(float(delta[worst]) / bin_width) + smoothing_radius(sigma_bins, truncate) + 1
-        )
-    raise ReIDError(
-        f"transit fit: the time difference {float(delta[worst]):.6g} (identity {int(pids[worst])}: "
-        f"mean time {float(later_times[worst]):.6g} in camera {int(later[worst])}, "
-        f"{float(earlier_times[worst]):.6g} in camera {int(earlier[worst])}) needs "
-        f"{bins_needed:.3g} bins of width {bin_width:g} plus the smoothing for {num_cameras} cameras, "
-        f"over the {MAX_TABLE_ENTRIES} table entries allowed; check that identity's times for an "
-        "outlier, or use a larger bin width (or smaller sigma) for this clock"
-    )
-
-
-def _visit_table(
-    pids: np.ndarray, cam_index: np.ndarray, times: np.ndarray, num_cameras: int
-) -> np.ndarray:
-    """Mean time of each identity in each camera, as a dense [P, C] table (NaN: no visit), one row
-    per distinct id of ``pids`` in increasing order."""
-    person_ids, person = np.unique(pids, return_inverse=True)
-    key = person.reshape(-1) * num_cameras + cam_index
-    size = person_ids.size * num_cameras
-    total = np.bincount(key, weights=times, minlength=size)
-    images = np.bincount(key, minlength=size)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        visit_times = np.where(images > 0, total / images, np.nan)
-    return visit_times.reshape(person_ids.size, num_cameras)
