@@ -1,4 +1,5 @@
-"""The transit-time model against a plain implementation of spec §3, on random and simulated data."""
+"""The transit-time model against a plain implementation of st-ReID's method (the rules in
+mtmct_reid/retrieval/transit.py's module documentation), on random and simulated data."""
 
 from __future__ import annotations
 
