@@ -393,7 +393,16 @@ class MTMCRoot:
             size: ``(height, width)`` to resize every crop to (bilinear), giving a stacked array.
 
         Example:
-            >>> # for batch in root.iter_crops(tracks, size=(128, 64)): model(batch.images)
+            >>> import tempfile
+            >>> from PIL import Image
+            >>> root = create_root(tempfile.mkdtemp(), [Camera(id=1, name="1", fps=10.0, offset=0.0)])
+            >>> (root.camera_dir(1) / FRAMES_DIR).mkdir()
+            >>> for f in (1, 2):
+            ...     Image.new("RGB", (40, 30)).save(root.camera_dir(1) / FRAMES_DIR / f"{f:06d}.jpg")
+            >>> boxes = Boxes.from_columns(cams=[1, 1, 1], frames=[2, 1, 2], ids=[1, 1, 2],
+            ...                            x=[0, 5, 20], y=[0, 5, 10], w=[10, 10, 8], h=[20, 20, 16])
+            >>> [(b.rows.tolist(), b.images.shape) for b in root.iter_crops(boxes, 2, (32, 16))]
+            [([1, 0], (2, 32, 16, 3)), ([2], (1, 32, 16, 3))]
         """
         batch_size = positive_int("crop batch size", batch_size)
         order = np.lexsort((boxes.frames, boxes.cams))
