@@ -91,7 +91,12 @@ def fit_transit_model(
         source: name of the data in log messages.
 
     Example:
-        >>> model = fit_transit_model(read_dataset("Market-1501"))  # doctest: +SKIP
+        >>> records = Records.from_columns(["a.jpg", "b.jpg", "c.jpg", "d.jpg"], [1, 1, 2, 2],
+        ...                                [1, 2, 1, 2], [0.0, 250.0, 10.0, 60.0], ["train"] * 4)
+        >>> fit_transit_model(records).num_observed_pairs  # camera 2 after camera 1
+        1
+        >>> fit_transit_model(records.split("query")) is None  # no training images: no model
+        True
     """
     train = records.split("train")
     if len(train) == 0 or not train.has_times:
@@ -175,8 +180,16 @@ def format_markdown(report: Any) -> str:
     results table (percent) and the protocol.
 
     Example:
-        >>> print(format_markdown(report))  # doctest: +SKIP
+        >>> from mtmct_reid.retrieval.evaluate import EvaluationReport
+        >>> from mtmct_reid.retrieval.metrics import evaluate_scores
+        >>> ranked = evaluate_scores(np.eye(2), [1, 2], [1, 1], [1, 2], [2, 2])
+        >>> print(format_markdown(EvaluationReport("standard", {"visual": ranked})))
         | mode | mAP | R1 | R5 | R10 | mINP | queries |
+        |---|---:|---:|---:|---:|---:|---:|
+        | visual | 100.00 | 100.00 | 100.00 | 100.00 | 100.00 | 2 |
+        <BLANKLINE>
+        Protocol: standard; figures in %.
+        <BLANKLINE>
     """
     table = report.format_table("markdown")
     return f"{table.rstrip()}\n\nProtocol: {report.protocol}; figures in %.\n"
