@@ -27,7 +27,11 @@ from mtmct_reid.mtmc.associate import (
     tracklet_descriptors,
     tracklet_idf1,
 )
-from mtmct_reid.mtmc.transit_fit import bootstrap_transit, fit_transit_from_visits
+from mtmct_reid.mtmc.transit_fit import (
+    bootstrap_transit,
+    fit_transit_from_visits,
+    peaked_transits,
+)
 from tests.reference import mtmc_association as reference
 
 
@@ -147,11 +151,12 @@ def test_labelled_fit_recovers_the_generated_means():
                 assert model.pair_ids[model.camera_index(a), model.camera_index(b)] == 0
 
 
-def test_bootstrapped_transit_is_within_three_points_of_labelled():
+@pytest.mark.parametrize("seeds", [(1, 2), (3, 4)])
+def test_bootstrapped_transit_is_within_three_points_of_labelled(seeds):
     # Half the people in groups of three look-alikes whose walks are far apart in time.
     common = dict(dim=16, noise=0.25, group_size=3, lookalike_fraction=0.5, group_window=1500.0)
-    train = reference.synthetic_tracklets(160, 6, seed=1, duration=1500.0, **common)
-    test = reference.synthetic_tracklets(160, 6, seed=2, duration=1500.0, **common)
+    train = reference.synthetic_tracklets(160, 6, seed=seeds[0], duration=1500.0, **common)
+    test = reference.synthetic_tracklets(160, 6, seed=seeds[1], duration=1500.0, **common)
     labelled = fit_transit_from_visits(train["ids"], train["cams"], train["starts"], train["ends"])
     # Bootstrapped on the test period's own tracklets, without any label.
     bootstrapped = bootstrap_transit(_tracklets(test), min_similarity=0.6)
@@ -163,7 +168,8 @@ def test_bootstrapped_transit_is_within_three_points_of_labelled():
         scores[name] = tracklet_idf1(labels, test["ids"], test["frames"])
     assert scores["labelled"] >= scores["appearance"] + 0.10, scores
     assert scores["boot"] >= scores["labelled"] - 0.03, scores
-    # The camera pairs it kept are the generated links (at most one other).
+    # The camera pairs it kept are the generated links (at most one other), and their mean transit
+    # times are the labelled fit's (wrong matches' gaps, spread over the period, are left out).
     later, earlier = np.nonzero(bootstrapped.observed)
     found = set(
         zip(
@@ -173,7 +179,48 @@ def test_bootstrapped_transit_is_within_three_points_of_labelled():
         )
     )
     links = set(zip(test["link_later"].tolist(), test["link_earlier"].tolist(), strict=True))
-    assert links <= found and len(found - links) <= 1, found - links
+    assert links <= found and len(found - links) <= 1, (found - links, links - found)
+    boot_means, labelled_means = bootstrapped.mean_transit(), labelled.mean_transit()
+    for later, earlier, mean in zip(
+        test["link_later"], test["link_earlier"], test["link_mean"], strict=True
+    ):
+        a, b = bootstrapped.camera_index(later), bootstrapped.camera_index(earlier)
+        assert abs(boot_means[a, b] - labelled_means[a, b]) < 0.1 * mean, (later, earlier)
+
+
+def test_peaked_transits_keep_a_links_peak_and_drop_spread_pairs():
+    rng = np.random.default_rng(0)
+    # Camera pair (2, 1): a walked link, 12 s ± 1 s, plus 4 wrong matches anywhere in 0..300 s.
+    link = rng.normal(12.0, 1.0, size=20)
+    wrong = np.array([150.0, 40.0, 260.0, 90.0])
+
+    def transits(spread: int, close: bool):
+        # Pair (3, 1): chance matches only, spread evenly over the period; pair (1, 3): two gaps
+        # a second apart.
+        later = np.array([2] * 24 + [3] * spread + [1] * (2 if close else 0))
+        earlier = np.array([1] * 24 + [1] * spread + [3] * (2 if close else 0))
+        extra = [30.0, 31.0] if close else []
+        return later, earlier, np.concatenate([link, wrong, np.linspace(5, 295, spread), extra])
+
+    keep = peaked_transits(*transits(15, close=False), floor=3.0)
+    assert keep[:20].all() and not keep[20:].any()
+    # Two close gaps are a link against a quiet background, chance against a busy one.
+    assert peaked_transits(*transits(15, close=True), floor=3.0)[-2:].all()
+    assert not peaked_transits(*transits(150, close=True), floor=3.0)[-2:].any()
+    assert not peaked_transits(*transits(15, close=True), floor=3.0, min_transits=3)[-2:].any()
+    assert not peaked_transits(link[:0], link[:0], link[:0], floor=3.0).size
+
+
+def test_bootstrap_rejects_bad_parameters_and_featureless_tracklets():
+    data = reference.synthetic_tracklets(20, 3, dim=8, duration=300.0, seed=5)
+    with pytest.raises(ReIDError, match="rounds must be >= 1"):
+        bootstrap_transit(_tracklets(data), rounds=0)
+    with pytest.raises(ReIDError, match="min_transits must be >= 1"):
+        bootstrap_transit(_tracklets(data), min_transits=0)
+    with pytest.raises(ReIDError, match="alpha must be in"):
+        bootstrap_transit(_tracklets(data), alpha=0.0)
+    with pytest.raises(ReIDError, match="no mutual nearest tracklets"):
+        bootstrap_transit(_tracklets(data), min_similarity=1.0)
 
 
 def test_box_quality_and_descriptors():

@@ -288,7 +288,8 @@ def add_root_fit_arguments(fit: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--from-matches",
         action="store_true",
-        help="fit without labels from mutual nearest tracklets (needs --checkpoint)",
+        help="fit without labels from mutual nearest tracklets whose gaps form a peak "
+        "(needs --checkpoint)",
     )
     group.add_argument("--checkpoint", type=Path, default=None, metavar="CKPT")
     group.add_argument(
@@ -301,7 +302,12 @@ def add_root_fit_arguments(fit: argparse.ArgumentParser) -> None:
         metavar="S",
         help="cosine a confident match needs (0.5)",
     )
-    group.add_argument("--rounds", type=arg_positive_int, default=3, help="re-fits (3)")
+    group.add_argument(
+        "--rounds",
+        type=arg_positive_int,
+        default=5,
+        help="most fits; stops earlier when the matches repeat (5)",
+    )
     group.add_argument("--device", default="auto", help="for --from-matches")
     group.add_argument("--batch-size", type=arg_positive_int, default=64, help="crops per batch")
 
@@ -341,7 +347,9 @@ def run_root_fit(args: argparse.Namespace) -> int:
             camera_ids=root.camera_ids,
             **options,
         )
-        how = f"bootstrapped from {len(grouped)} unlabelled tracklets, {args.rounds} round(s)"
+        how = (
+            f"bootstrapped from {len(grouped)} unlabelled tracklets, at most {args.rounds} round(s)"
+        )
     else:
         model = fit_transit_from_root(root, **options)
         how = "fitted on the gaps between consecutive gt visits"

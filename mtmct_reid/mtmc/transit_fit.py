@@ -10,8 +10,11 @@ seconds). Only consecutive visits count: the gap from camera 1 to camera 3 throu
 transit from 1 to 3.
 
 Without labels, :func:`bootstrap_transit` groups tracklets that are mutual nearest neighbours across
-cameras above a similarity into pseudo-identities, fits on them, and repeats with the fused
-appearance and transit score for a few rounds.
+cameras into pseudo-identities, keeps the camera pairs whose gaps pile up in a narrow peak (the
+cross-correlation argument of Makris, Ellis and Black, "Bridging the gaps between cameras", CVPR
+2004: a walked link shows as a peak in the gaps, chance pairs do not), fits on the peaks, and
+repeats with matches gated and ranked by the fused appearance and timing score (hard EM) until the
+matches stop changing.
 """
 
 from __future__ import annotations
@@ -250,15 +253,79 @@ def mutual_matches(
     return best[:half] & best[half:]
 
 
-def _frequent_pairs(later: np.ndarray, earlier: np.ndarray, share: float) -> np.ndarray:
-    """Mask of the transits whose camera pair has at least ``share`` of the busiest pair's count:
-    a pair seen a few times only is more likely a chain of mismatches or an unseen visit between
-    two cameras than a walked link."""
-    _, pair, count = np.unique(
-        np.stack([later, earlier]), axis=1, return_inverse=True, return_counts=True
-    )
+def peaked_transits(
+    later: np.ndarray,
+    earlier: np.ndarray,
+    gaps: np.ndarray,
+    *,
+    floor: float,
+    min_transits: int = 2,
+    alpha: float = 0.05,
+    k: float = 3.0,
+    max_spread: float = 0.25,
+    num_pairs: int | None = None,
+) -> np.ndarray:
+    """Mask of the transits that lie in their camera pair's peak, for pairs that have one.
+
+    A walked link gives gaps around its transit time; matches of two different people, and visits
+    chained through an unmatched camera, give gaps spread over the period. Each pair's peak is found
+    by the Hampel identifier iterated from all its gaps to a fixed point: the gaps within
+    ``max(k · σ, floor)`` of their median, σ = 1.4826 · their median absolute deviation. A peak is
+    a link when it is narrow (σ at most ``max_spread`` times its median, or ``floor``), holds at
+    least ``min_transits`` gaps, and more than chance would put there: the gaps outside every peak
+    are the background, spread evenly over the longest gap and the camera pairs, and a peak whose
+    count a Poisson variable of the background's mean over the peak's width reaches with
+    probability above ``alpha / num_pairs`` is left out (Bonferroni over the pairs).
+
+    Args:
+        later: camera of the later visit per transit.
+        earlier: camera of the earlier visit per transit.
+        gaps: gap per transit.
+        floor: least half-width of a peak (e.g. the smoothing σ, in the gaps' unit).
+        min_transits: fewest gaps in a peak.
+        alpha: chance of keeping a pair of background transits as a link, over all pairs.
+        k: half-width of the peak in robust σ.
+        max_spread: widest peak as a fraction of its median.
+        num_pairs: ordered camera pairs of the network (default: those with a transit).
+
+    Example:
+        >>> later, earlier = np.array([2] * 5 + [3] * 3), np.array([1] * 5 + [1] * 3)
+        >>> gaps = np.array([10.0, 11, 12, 11.5, 90, 5, 60, 140])
+        >>> peaked_transits(later, earlier, gaps, floor=3.0).tolist()
+        [True, True, True, True, False, False, False, False]
+    """
+    from scipy.stats import poisson
+
+    later = np.asarray(later, dtype=np.int64)
+    earlier = np.asarray(earlier, dtype=np.int64)
+    gaps = np.asarray(gaps, dtype=np.float64)
+    keep = np.zeros(gaps.size, dtype=bool)
+    if gaps.size == 0:
+        return keep
+    _, pair = np.unique(np.stack([later, earlier]), axis=1, return_inverse=True)
     pair = pair.reshape(-1)
-    return count[pair] >= share * count.max() if count.size else np.zeros(0, dtype=bool)
+    peaks = []  # (rows of the peak, its width)
+    for rows in np.split(np.argsort(pair, kind="stable"), np.cumsum(np.bincount(pair))[:-1]):
+        g = gaps[rows]
+        inside = np.ones(g.size, dtype=bool)
+        for _ in range(50):
+            median = np.median(g[inside])
+            sigma = 1.4826 * np.median(np.abs(g[inside] - median))
+            moved = np.abs(g - median) <= max(k * sigma, floor)
+            if np.array_equal(moved, inside) or not moved.any():
+                break
+            inside = moved
+        median = np.median(g[inside])
+        sigma = 1.4826 * np.median(np.abs(g[inside] - median))
+        if inside.sum() >= max(min_transits, 1) and sigma <= max(max_spread * median, floor):
+            peaks.append((rows[inside], 2.0 * max(k * sigma, floor)))
+    pairs = max(int(pair.max()) + 1 if num_pairs is None else num_pairs, 1)
+    background = gaps.size - sum(rows.size for rows, _ in peaks)
+    rate = background / (pairs * max(float(gaps.max()), floor))
+    for rows, width in peaks:
+        if poisson.sf(rows.size - 1, rate * width) <= alpha / pairs:
+            keep[rows] = True
+    return keep
 
 
 def _components(n: int, pair_i: np.ndarray, pair_j: np.ndarray) -> np.ndarray:
@@ -274,9 +341,10 @@ def bootstrap_transit(
     tracklets: Tracklets,
     *,
     min_similarity: float = 0.5,
-    margin: float = 0.05,
-    min_pair_share: float = 0.3,
-    rounds: int = 3,
+    margin: float = 0.0,
+    min_transits: int = 2,
+    alpha: float = 0.05,
+    rounds: int = 5,
     neighbours: int = DEFAULT_NEIGHBOURS,
     fusion: FusionParams = DEFAULT_FUSION,
     camera_ids: np.ndarray | None = None,
@@ -284,88 +352,128 @@ def bootstrap_transit(
     sigma_bins: float = DEFAULT_SIGMA_BINS,
     truncate: float = 3.0,
 ) -> TransitTimeModel:
-    """A transit-time model from unlabelled tracklets.
+    """A transit-time model from unlabelled tracklets, by hard expectation-maximisation.
 
-    Round 0 links tracklets of different cameras that are mutual nearest neighbours by cosine with a
-    cosine of at least ``min_similarity``; the connected components are pseudo-identities, fitted as
-    labelled visits. Each later round ranks the candidate pairs by the fused score with the current
-    model instead (the cosine floor stays, and pairs the model finds too fast are dropped), and
-    re-fits.
+    Round 0 matches tracklets of different cameras that are mutual nearest neighbours by cosine
+    (cosine at least ``min_similarity``); the connected components of the matches are
+    pseudo-identities, and their consecutive visits the transits. A camera pair becomes a link only
+    where its transits pile up in a narrow peak (:func:`peaked_transits`: wrong matches spread
+    their gaps over the period, a walked link does not), and the model is fitted on the peaks'
+    transits alone, as with labels. Each later round matches again by the fused appearance and
+    timing score, among pairs the current model finds plausible (a link's gap inside its support),
+    and re-fits; it stops when the matches no longer change, or after ``rounds`` fits.
 
     Args:
         tracklets: tracklets of every camera.
         min_similarity: cosine a match needs.
         margin: lead a match needs over the runner-up in its camera, in percentiles of the round's
-            scores of all candidate pairs.
-        min_pair_share: camera pairs with fewer transits than this share of the busiest pair's
-            are left out of the fit (chains of mismatches, visits missed in between).
-        rounds: fits in all (at least 1).
+            scores of all candidate pairs (0: plain mutual nearest neighbours).
+        min_transits: fewest transits in a camera pair's peak for it to become a link.
+        alpha: chance of taking a pile-up of wrong matches for a link, over all camera pairs.
+        rounds: most fits (at least 1).
         neighbours: candidate neighbours per tracklet.
         fusion: the fusion's parameters.
         camera_ids: every camera of the network (default: those of the tracklets).
         bin_width: seconds per bin.
-        sigma_bins: smoothing σ in bins.
+        sigma_bins: smoothing σ in bins (also the least half-width of a peak).
         truncate: smoothing cut in σ.
 
     Raises:
-        ReIDError: no confident cross-camera match.
+        ReIDError: no confident cross-camera match, or no camera pair with a peak.
 
     Example:
         >>> model = bootstrap_transit(tracklets, min_similarity=0.6)  # doctest: +SKIP
     """
     if rounds < 1:
         raise ReIDError(f"bootstrap: rounds must be >= 1, got {rounds}")
+    if min_transits < 1:
+        raise ReIDError(f"bootstrap: min_transits must be >= 1, got {min_transits}")
+    if not 0.0 < alpha <= 1.0:
+        raise ReIDError(f"bootstrap: alpha must be in (0, 1], got {alpha}")
     pair_i, pair_j = candidate_pairs(tracklets, neighbours=neighbours)
-    d = tracklets.descriptors
+    d, cams = tracklets.descriptors, tracklets.cams
+    starts, ends = tracklets.starts, tracklets.ends
     cosine = np.einsum("pd,pd->p", d[pair_i], d[pair_j]) if pair_i.size else np.zeros(0)
     confident = cosine >= min_similarity
-    model = None
+    j_later, _, _ = TransitCue.order(starts[pair_i], ends[pair_i], starts[pair_j], ends[pair_j])
+    later_of = np.where(j_later, pair_j, pair_i)
+    earlier_of = np.where(j_later, pair_i, pair_j)
+    camera_ids = np.unique(cams if camera_ids is None else np.asarray(camera_ids, dtype=np.int64))
+    model, previous = None, None
     for round_ in range(rounds):
         if model is None:
             scores = cosine
             allowed = confident
         else:
-            cue = TransitCue(model, tracklets.cams)
+            cue = TransitCue(model, cams)
             scores = pair_scores(tracklets, pair_i, pair_j, cue=cue, fusion=fusion)
-            index = cue.index(tracklets.cams)
-            _, too_fast = cue.evaluate(
+            index = cue.index(cams)
+            timing, too_fast = cue.evaluate(
                 index[pair_i],
-                tracklets.starts[pair_i],
-                tracklets.ends[pair_i],
+                starts[pair_i],
+                ends[pair_i],
                 index[pair_j],
-                tracklets.starts[pair_j],
-                tracklets.ends[pair_j],
+                starts[pair_j],
+                ends[pair_j],
             )
-            allowed = confident & ~too_fast
+            # The E-step's gate: a match must cross a link of the model inside its support, so
+            # look-alikes at implausible times step aside and the right tracklet becomes the
+            # nearest. (Pairs whose cameras the model lacks have timing 1 and stay allowed.)
+            li, ei = index[later_of], index[earlier_of]
+            known = (li >= 0) & (ei >= 0)
+            link = np.zeros(pair_i.size, dtype=bool)
+            link[known] = cue.observed[li[known], ei[known]]
+            allowed = confident & ~too_fast & ((link & (timing > 0)) | ~known)
         sel = np.flatnonzero(allowed)
         # The margin is on percentiles of the round's scores, so that it means the same for a
         # model whose cosines all lie near 0.9 as for one that spreads them over [-1, 1].
-        scores = np.argsort(np.argsort(scores, kind="stable"), kind="stable") / max(scores.size, 1)
-        mutual = sel[
-            mutual_matches(tracklets, pair_i[sel], pair_j[sel], scores[sel], margin=margin)
-        ]
+        ranks = np.argsort(np.argsort(scores, kind="stable"), kind="stable") / max(scores.size, 1)
+        mutual = sel[mutual_matches(tracklets, pair_i[sel], pair_j[sel], ranks[sel], margin=margin)]
         if mutual.size == 0:
             raise ReIDError(
                 f"bootstrap: no mutual nearest tracklets of two cameras with cosine >= "
                 f"{min_similarity:g}; lower the similarity"
             )
-        # Pseudo-identities: tracklets joined by confident matches; their consecutive visits are
-        # the transits, as with labels (a match of cameras 1 and 3 through a matched visit in
-        # camera 2 counts 1 -> 2 and 2 -> 3, not 1 -> 3).
+        # Pseudo-identities: tracklets joined by matches; their consecutive visits are the
+        # transits, as with labels (a match of cameras 1 and 3 through a matched visit in camera 2
+        # counts 1 -> 2 and 2 -> 3, not 1 -> 3).
         labels = _components(len(tracklets), pair_i[mutual], pair_j[mutual]) + 1
-        _, later, earlier, gaps = consecutive_gaps(
-            labels, tracklets.cams, tracklets.starts, tracklets.ends
-        )
-        keep = _frequent_pairs(later, earlier, min_pair_share)
-        later, earlier, gaps = later[keep], earlier[keep], gaps[keep]
-        model = fit_transit_from_gaps(
+        person, later, earlier, gaps = consecutive_gaps(labels, cams, starts, ends)
+        keep = peaked_transits(
             later,
             earlier,
             gaps,
-            camera_ids=np.unique(tracklets.cams) if camera_ids is None else camera_ids,
+            floor=sigma_bins * bin_width,
+            min_transits=min_transits,
+            alpha=alpha,
+            num_pairs=camera_ids.size * (camera_ids.size - 1),
+        )
+        if not keep.any():
+            raise ReIDError(
+                f"bootstrap: round {round_ + 1}: no camera pair has a narrow peak of at least "
+                f"{min_transits} matched transits above chance ({mutual.size} matches); more "
+                "tracks, or a better model"
+            )
+        model = fit_transit_from_gaps(
+            later[keep],
+            earlier[keep],
+            gaps[keep],
+            person=person[keep],
+            camera_ids=camera_ids,
             bin_width=bin_width,
             sigma_bins=sigma_bins,
             truncate=truncate,
         )
-        log.info("bootstrap round %d: %d confident matches", round_ + 1, mutual.size)
+        log.info(
+            "bootstrap round %d: %d matches, %d of %d transits in the peaks of %d camera pairs",
+            round_ + 1,
+            mutual.size,
+            int(keep.sum()),
+            gaps.size,
+            model.num_observed_pairs,
+        )
+        matched = mutual.tolist()
+        if matched == previous:
+            break
+        previous = matched
     return model
