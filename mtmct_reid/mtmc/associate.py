@@ -264,7 +264,14 @@ class TransitCue:
         cameras: every camera id that tracklets may have.
 
     Example:
-        >>> cue = TransitCue(model, np.array([1, 2, 3]))  # doctest: +SKIP
+        >>> counts = np.zeros((2, 2, 20)); counts[1, 0, 10] = 5  # camera 1 -> 2 takes 10 s
+        >>> model = TransitTimeModel.from_counts(np.array([1, 2]), counts, np.array([[0, 0], [5, 0]]),
+        ...                                      bin_width=1.0, sigma_bins=1.0, truncate=3.0)
+        >>> cue = TransitCue(model, np.array([1, 2]))
+        >>> timing, too_fast = cue.evaluate(np.array([0, 0]), np.array([0.0, 0]), np.array([5.0, 5]),
+        ...                                 np.array([1, 1]), np.array([15.5, 7.5]), np.array([20.0, 12]))
+        >>> timing.round(2).tolist(), too_fast.tolist()  # gaps of 10.5 s and 2.5 s
+        ([1.0, 0.0], [False, True])
     """
 
     def __init__(self, model: TransitTimeModel, cameras: np.ndarray) -> None:
@@ -681,7 +688,11 @@ def build_dendrogram(
         progress: progress bars.
 
     Example:
-        >>> labels = build_dendrogram(tracklets, transit=model).labels(0.4)  # doctest: +SKIP
+        >>> t = Tracklets(np.array([1, 2, 1, 2]), np.array([0.0, 12, 30, 42]),
+        ...               np.array([2.0, 14, 32, 44]), np.array([[1.0, 0], [1, 0.1], [0, 1], [0.1, 1]]))
+        >>> dendrogram = build_dendrogram(t)
+        >>> dendrogram.labels(0.9).tolist(), dendrogram.labels(0.5).tolist()
+        ([0, 0, 1, 1], [0, 0, 0, 0])
     """
     cue = TransitCue(transit, tracklets.cams) if transit is not None else None
     pair_i, pair_j = candidate_pairs(
@@ -722,7 +733,10 @@ def associate(
         progress: progress bars.
 
     Example:
-        >>> labels = associate(tracklets, transit=model, threshold=0.4)  # doctest: +SKIP
+        >>> t = Tracklets(np.array([1, 2, 1, 2]), np.array([0.0, 12, 30, 42]),
+        ...               np.array([2.0, 14, 32, 44]), np.array([[1.0, 0], [1, 0.1], [0, 1], [0.1, 1]]))
+        >>> associate(t, threshold=0.9).tolist()
+        [0, 0, 1, 1]
     """
     threshold = check_threshold(threshold, "association threshold")
     return build_dendrogram(

@@ -382,7 +382,14 @@ def bootstrap_transit(
         ReIDError: no confident cross-camera match, or no camera pair with a peak.
 
     Example:
-        >>> model = bootstrap_transit(tracklets, min_similarity=0.6)  # doctest: +SKIP
+        >>> rng = np.random.default_rng(0)
+        >>> looks, enter = rng.normal(size=(12, 8)), np.arange(12) * 30.0
+        >>> starts = np.concatenate([enter, enter + 15 + rng.normal(0, 0.5, 12)])  # 5 s in view
+        >>> tracklets = Tracklets(np.repeat([1, 2], 12), starts, starts + 5,
+        ...                       np.tile(looks, (2, 1)) + 0.1 * rng.normal(size=(24, 8)))
+        >>> model = bootstrap_transit(tracklets)  # no labels: who is who is never given
+        >>> model.num_observed_pairs, round(float(model.mean_transit()[1, 0]))  # 1 -> 2, 10 s
+        (1, 10)
     """
     if rounds < 1:
         raise ReIDError(f"bootstrap: rounds must be >= 1, got {rounds}")
