@@ -246,14 +246,15 @@ def test_memory_grows_linearly_not_quadratically():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"k1": 0}, "k1 must be at least 1"),
-        ({"num_query": 50}, "num_query (50) must be smaller than num_total (40)"),
-        ({"k1": 40}, "k1 + 1 = 41 neighbours requested but there are only 40 samples"),
-        ({"k2": 0}, "k2 must be between 1 and 40"),
-        ({"lambda_value": 1.5}, "lambda_value must be a number in [0, 1]"),
-        ({"lambda_value": float("nan")}, "lambda_value must be a number in [0, 1]"),
-        ({"chunk_size": 0}, "chunk_size must be a positive integer"),
-        ({"num_query": 0}, "num_query must be at least 1"),
+        ({"k1": 0}, "re-ranking: k1 must be a positive integer (at most 39), got 0"),
+        ({"num_query": 50}, "re-ranking: num_query must be a positive integer (at most 39), got 50"),
+        ({"k1": 40}, "re-ranking: k1 must be a positive integer (at most 39), got 40"),
+        ({"k1": True}, "re-ranking: k1 must be a positive integer (at most 39), got True"),
+        ({"k2": 0}, "re-ranking: k2 must be a positive integer (at most 40), got 0"),
+        ({"lambda_value": 1.5}, "re-ranking: lambda_value must be a finite number in [0.0, 1.0]"),
+        ({"lambda_value": float("nan")}, "lambda_value must be a finite number in [0.0, 1.0]"),
+        ({"chunk_size": 0}, "re-ranking: chunk_size must be a positive integer, got 0"),
+        ({"num_query": 0}, "re-ranking: num_query must be a positive integer (at most 39), got 0"),
     ],
 )
 def test_bad_arguments_raise_reid_error(kwargs, message):

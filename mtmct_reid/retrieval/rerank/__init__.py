@@ -26,7 +26,6 @@ dense algorithm on float32 scores (ties broken by index, as a stable sort does) 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +44,7 @@ from mtmct_reid.retrieval.rerank.bf16 import (
 )
 from mtmct_reid.retrieval.rerank.encoding import encode_and_rank
 from mtmct_reid.retrieval.rerank.neighbours import NeighbourTable, distance
+from mtmct_reid.validation import as_float, as_int, positive_int
 
 if TYPE_CHECKING:
     from mtmct_reid.retrieval.fusion import FusionParams
@@ -136,6 +136,9 @@ def rerank(
     features = _checked_embeddings(embeddings)
     num_total = len(features)
     needed = check_arguments(num_query, num_total, k1, k2, lambda_value, chunk_size)
+    # Checked above; plain numbers from here on (numpy integers or numeric text included).
+    num_query, k1, k2, chunk_size = int(num_query), int(k1), int(k2), int(chunk_size)
+    lambda_value = float(lambda_value)
     # Each kept neighbour of a gallery row is re-scored exactly, while a pair missing from the lists
     # costs one dot product at the encoding: a narrow margin.
     stored = min(needed + max(8, needed // 2), num_total)
@@ -529,40 +532,13 @@ def check_arguments(
         >>> check_arguments(10, 100, 20, 6, 0.3, 512)
         21
     """
-    for name, value in (("num_query", num_query), ("num_total", num_total), ("k1", k1), ("k2", k2)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ReIDError(f"re-ranking: {name} must be an integer, got {value!r}")
-    if (
-        isinstance(chunk_size, bool)
-        or not isinstance(chunk_size, (int, np.integer))
-        or chunk_size < 1
-    ):
-        raise ReIDError(f"re-ranking: chunk_size must be a positive integer, got {chunk_size!r}")
-    if num_query < 1:
-        raise ReIDError(f"re-ranking: num_query must be at least 1, got {num_query}")
-    if num_query >= num_total:
-        raise ReIDError(
-            f"re-ranking: num_query ({num_query}) must be smaller than num_total ({num_total}); "
-            "the samples are the queries followed by at least one gallery sample"
-        )
-    if k1 < 1:
-        raise ReIDError(f"re-ranking: k1 must be at least 1, got {k1}")
-    if k1 + 1 > num_total:
-        raise ReIDError(
-            f"re-ranking: k1 + 1 = {k1 + 1} neighbours requested but there are only {num_total} "
-            "samples; lower k1"
-        )
-    if k2 < 1 or k2 > num_total:
-        raise ReIDError(f"re-ranking: k2 must be between 1 and {num_total} samples, got {k2}")
-    if not (
-        isinstance(lambda_value, (int, float, np.floating))
-        and not isinstance(lambda_value, bool)
-        and math.isfinite(lambda_value)
-        and 0.0 <= lambda_value <= 1.0
-    ):
-        raise ReIDError(
-            f"re-ranking: lambda_value must be a number in [0, 1], got {lambda_value!r}"
-        )
+    num_total = positive_int("re-ranking: num_total", num_total)
+    chunk_size = positive_int("re-ranking: chunk_size", chunk_size)
+    num_query = as_int("re-ranking: num_query", num_query, minimum=1, maximum=num_total - 1)
+    # A sample's k1 nearest neighbours and itself must exist.
+    k1 = as_int("re-ranking: k1", k1, minimum=1, maximum=num_total - 1)
+    k2 = as_int("re-ranking: k2", k2, minimum=1, maximum=num_total)
+    as_float("re-ranking: lambda_value", lambda_value, minimum=0.0, maximum=1.0)
     return max(k1 + 1, k2)
 
 
