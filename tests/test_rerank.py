@@ -247,7 +247,10 @@ def test_memory_grows_linearly_not_quadratically():
     ("kwargs", "message"),
     [
         ({"k1": 0}, "re-ranking: k1 must be a positive integer (at most 39), got 0"),
-        ({"num_query": 50}, "re-ranking: num_query must be a positive integer (at most 39), got 50"),
+        (
+            {"num_query": 50},
+            "re-ranking: num_query must be a positive integer (at most 39), got 50",
+        ),
         ({"k1": 40}, "re-ranking: k1 must be a positive integer (at most 39), got 40"),
         ({"k1": True}, "re-ranking: k1 must be a positive integer (at most 39), got True"),
         ({"k2": 0}, "re-ranking: k2 must be a positive integer (at most 40), got 0"),
