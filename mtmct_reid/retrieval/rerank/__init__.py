@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -147,6 +146,7 @@ def rerank(
     tables = [NeighbourTable(num_total, num_query, needed, stored) for _ in range(1 + bool(joint))]
     features_t = torch.from_numpy(features)
     rows_wide = min(chunk_size, num_total)
+    exact_buffer = np.empty((rows_wide, num_total), dtype=np.float32)
     joint_buffer = np.empty((rows_wide, num_total), dtype=np.float32) if joint else None
     seconds = dict.fromkeys(("products", "joint scores", "neighbour selection"), 0.0)
 
@@ -162,60 +162,49 @@ def rerank(
         pair_rows = np.repeat(rows, candidates.shape[1])
         return joint.fuse_pairs(pair_rows, candidates.reshape(-1), visual).reshape(candidates.shape)
 
-    def exact_product(rows: np.ndarray, visual: np.ndarray, tiles: _MirroredTiles | None) -> None:
-        """float32 scores of ``rows`` (one run of consecutive samples) against every sample."""
-        first, last = int(rows[0]), int(rows[-1]) + 1
-        if tiles is None:
-            np.matmul(features[rows], features.T, out=visual)
-            return
-        for cols in tiles.fill(first, last, visual, 0):
-            visual[:, cols] = features[first:last] @ features[cols].T
-        tiles.keep(first, last, visual, 0)
-
-    def exact_select(
-        rows: np.ndarray,
-        visual: np.ndarray,
-        which: list[NeighbourTable],
-        tiles: _MirroredTiles | None = None,
+    def exact_rows(
+        rows: np.ndarray, which: list[NeighbourTable], tiles: _MirroredTiles | None = None
     ) -> None:
-        """Add float32 score rows of ``rows`` to the tables ``which`` (``tiles``: ``rows`` are one
-        gallery block whose mirrored joint tiles are kept there)."""
-        first, last = int(rows[0]), int(rows[-1]) + 1
-        tic = time.perf_counter()
-        scores = [visual]
-        if joint is not None:
-            assert joint_buffer is not None
-            joint_rows = joint_buffer[: len(rows)]
-            if tiles is None:
-                joint.fuse_rows(rows, visual, joint_rows)
-            else:
-                for cols in tiles.fill(first, last, joint_rows, 1):
-                    joint.fuse_rows(rows, visual[:, cols], joint_rows[:, cols], cols)
-                tiles.keep(first, last, joint_rows, 1)
-            scores.append(joint_rows)
-        toc = time.perf_counter()
-        seconds["joint scores"] += toc - tic
-        for table, block in zip(tables, scores, strict=True):
-            if table in which:
-                table.add_exact(rows, block)
-        seconds["neighbour selection"] += time.perf_counter() - toc
-        if query_rows is not None and first < num_query:
-            query_rows(
-                first,
-                last,
-                scores[0][:, num_query:],
-                scores[1][:, num_query:] if joint is not None else None,
-            )
-
-    def exact_rows(rows: np.ndarray, which: list[NeighbourTable]) -> None:
-        """Score ``rows`` (any samples, sorted) in float32 and add them to the tables ``which``."""
-        visual = np.empty((min(rows_wide, len(rows)), num_total), dtype=np.float32)
+        """Score ``rows`` against every sample in float32 and add them to the tables ``which``
+        (``tiles``: ``rows`` are one gallery block whose mirrored tiles are kept there)."""
         for start in range(0, len(rows), rows_wide):
             part = rows[start : start + rows_wide]
+            first, last = int(part[0]), int(part[-1]) + 1
             tic = time.perf_counter()
-            np.matmul(features[part], features.T, out=visual[: len(part)])
-            seconds["products"] += time.perf_counter() - tic
-            exact_select(part, visual[: len(part)], which)
+            # numpy's BLAS: about twice torch's float32 product on CPUs where MKL is slow (AMD).
+            visual = exact_buffer[: len(part)]
+            if tiles is None:
+                np.matmul(features[part], features.T, out=visual)
+            else:
+                for cols in tiles.fill(first, last, visual, 0):
+                    visual[:, cols] = features[first:last] @ features[cols].T
+                tiles.keep(first, last, visual, 0)
+            toc = time.perf_counter()
+            seconds["products"] += toc - tic
+            scores = [visual]
+            if joint is not None:
+                assert joint_buffer is not None
+                joint_rows = joint_buffer[: len(part)]
+                if tiles is None:
+                    joint.fuse_rows(part, visual, joint_rows)
+                else:
+                    for cols in tiles.fill(first, last, joint_rows, 1):
+                        joint.fuse_rows(part, visual[:, cols], joint_rows[:, cols], cols)
+                    tiles.keep(first, last, joint_rows, 1)
+                scores.append(joint_rows)
+            tic = time.perf_counter()
+            seconds["joint scores"] += tic - toc
+            for table, block in zip(tables, scores, strict=True):
+                if table in which:
+                    table.add_exact(part, block)
+            seconds["neighbour selection"] += time.perf_counter() - tic
+            if query_rows is not None and part[0] < num_query:
+                query_rows(
+                    first,
+                    last,
+                    scores[0][:, num_query:],
+                    scores[1][:, num_query:] if joint is not None else None,
+                )
 
     num_gallery = num_total - num_query
     # Without the bfloat16 search, float32 gallery rows are mirrored the same way (float32 tiles).
@@ -225,10 +214,10 @@ def rerank(
         and num_gallery * num_gallery // 4 * 4 * (1 + bool(joint)) <= tile_memory
     ):
         exact_tiles = _MirroredTiles(num_query, num_total, chunk_size)
-    mirror = None
     if approximate_search:
         features_bf16 = features_t.to(torch.bfloat16)
         error_bound = bf16_error_bounds(features, features_bf16)
+        approx_buffer = torch.empty((rows_wide, num_total), dtype=torch.bfloat16)
         widened_buffer = torch.empty((rows_wide if joint else 0, num_total), dtype=torch.float32)
         # bfloat16 visual tiles, and float32 joint ones: a quarter of the gallery x gallery matrix each.
         tile_bytes = num_gallery * num_gallery // 4 * (2 + 4 * bool(joint))
@@ -248,80 +237,54 @@ def rerank(
     # blocks never straddle the query/gallery boundary so each block takes one path.
     blocks = [(s, min(s + chunk_size, num_query)) for s in range(0, num_query, chunk_size)]
     blocks += [(s, min(s + chunk_size, num_total)) for s in range(num_query, num_total, chunk_size)]
-
-    def is_approximate(start: int) -> bool:
-        return bool(approximate_search) and start >= num_query
-
-    # Two buffers of each kind: the next block's product is computed (by BLAS, releasing the GIL)
-    # while this block's neighbours are selected, which runs mostly on one core.
-    exact_buffers = [np.empty((rows_wide, num_total), dtype=np.float32) for _ in range(2)]
-    approx_buffers = (
-        [torch.empty((rows_wide, num_total), dtype=torch.bfloat16) for _ in range(2)]
-        if approximate_search
-        else []
-    )
-
-    def product(index: int) -> object:
-        start, stop = blocks[index]
-        tic = time.perf_counter()
-        if not is_approximate(start):
-            visual = exact_buffers[index % 2][: stop - start]
-            exact_product(
-                np.arange(start, stop), visual, exact_tiles if start >= num_query else None
-            )
-        else:
-            visual = approx_buffers[index % 2][: stop - start]
-            for cols in mirror.fill(start, stop, visual, 0) if mirror else [slice(None)]:
-                visual[:, cols] = torch.mm(features_bf16[start:stop], features_bf16[cols].T)
-            if mirror:
-                mirror.keep(start, stop, visual, 0)
-        seconds["products"] += time.perf_counter() - tic
-        return visual
-
-    def select_approximate(rows: np.ndarray, approx: torch.Tensor) -> None:
-        start, stop = int(rows[0]), int(rows[-1]) + 1
-        tic = time.perf_counter()
-        failed = [tables[0].add_approximate(rows, approx, visual_exact, visual_upper, visual_lower)]
-        toc = time.perf_counter()
-        seconds["neighbour selection"] += toc - tic
-        if joint is not None:
-            assert joint_buffer is not None
-            widened = widened_buffer[: stop - start]
-            widened.copy_(approx)
-            joint_rows = joint_buffer[: stop - start]
-            computed = mirror.fill(start, stop, joint_rows, 1) if mirror else [slice(None)]
-            for cols in computed:
-                joint.fuse_rows(rows, widened.numpy()[:, cols], joint_rows[:, cols], cols)
-            if mirror:
-                mirror.keep(start, stop, joint_rows, 1)
-            tic = time.perf_counter()
-            seconds["joint scores"] += tic - toc
-            failed.append(
-                tables[1].add_approximate(
-                    rows, torch.from_numpy(joint_rows), joint_exact, joint_upper, joint_lower
-                )
-            )
-            seconds["neighbour selection"] += time.perf_counter() - tic
-        for table, rows_failed in zip(tables, failed, strict=True):
-            if rows_failed.size:
-                exact_rows(rows_failed, [table])
-
-    with (
-        tqdm(
-            total=num_total, desc="re-ranking: neighbours", unit="row", disable=not progress
-        ) as bar,
-        ThreadPoolExecutor(1, thread_name_prefix="rerank-product") as producer,
-    ):
-        pending = producer.submit(product, 0)
-        for index, (start, stop) in enumerate(blocks):
-            scores = pending.result()
-            if index + 1 < len(blocks):
-                pending = producer.submit(product, index + 1)
+    with tqdm(
+        total=num_total, desc="re-ranking: neighbours", unit="row", disable=not progress
+    ) as bar:
+        for start, stop in blocks:
             rows = np.arange(start, stop)
-            if is_approximate(start):
-                select_approximate(rows, scores)
-            else:
-                exact_select(rows, scores, tables, exact_tiles if start >= num_query else None)
+            if not (approximate_search and start >= num_query):
+                exact_rows(rows, tables, exact_tiles if start >= num_query else None)
+                bar.update(stop - start)
+                continue
+            tic = time.perf_counter()
+            approx = approx_buffer[: stop - start]
+            computed = mirror.fill(start, stop, approx, 0) if mirror else [slice(None)]
+            for cols in computed:
+                approx[:, cols] = torch.mm(features_bf16[start:stop], features_bf16[cols].T)
+            if mirror:
+                mirror.keep(start, stop, approx, 0)
+            toc = time.perf_counter()
+            seconds["products"] += toc - tic
+            failed = [
+                tables[0].add_approximate(rows, approx, visual_exact, visual_upper, visual_lower)
+            ]
+            tic = time.perf_counter()
+            seconds["neighbour selection"] += tic - toc
+            if joint is not None:
+                assert joint_buffer is not None
+                widened = widened_buffer[: stop - start]
+                widened.copy_(approx)
+                joint_rows = joint_buffer[: stop - start]
+                computed = mirror.fill(start, stop, joint_rows, 1) if mirror else [slice(None)]
+                for cols in computed:
+                    joint.fuse_rows(rows, widened.numpy()[:, cols], joint_rows[:, cols], cols)
+                if mirror:
+                    mirror.keep(start, stop, joint_rows, 1)
+                toc = time.perf_counter()
+                seconds["joint scores"] += toc - tic
+                failed.append(
+                    tables[1].add_approximate(
+                        rows,
+                        torch.from_numpy(joint_rows),
+                        joint_exact,
+                        joint_upper,
+                        joint_lower,
+                    )
+                )
+                seconds["neighbour selection"] += time.perf_counter() - toc
+            for table, rows_failed in zip(tables, failed, strict=True):
+                if rows_failed.size:
+                    exact_rows(rows_failed, [table])
             bar.update(stop - start)
     log.debug(
         "re-ranking: %s", ", ".join(f"{name} {value:.2f} s" for name, value in seconds.items())
