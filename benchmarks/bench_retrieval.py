@@ -10,8 +10,9 @@ Sections (each compares ours with a reference in the same run and prints the rat
 
 - ``rerank``: visual + k-reciprocal re-ranking of a features file: ``mtmct-reid evaluate FEATURES
   --rerank`` against the dense numpy reference (st-ReID's ``re_ranking`` on the full matrices, then the
-  same metrics), each in a fresh process (start-up, imports and loading included); wall time, peak
-  resident memory (the process's own ``ru_maxrss``), their ratios and the largest difference of the
+  same metrics), each in a fresh process: ours is exactly the command a user types (``python -m
+  mtmct_reid evaluate ...``, start-up, imports and loading included); wall time, CPU time and peak
+  resident memory are the child process's own (``wait4``), their ratios and the largest difference of the
   figures. The dense reference is skipped at MSMT17 size, where its N x N matrices do not fit.
 - ``metrics``: CMC / mAP / mINP of the visual scores, ours against a per-query Python loop.
 - ``st``: transit-time probability of every query x gallery pair, ours (vectorised) against a
@@ -28,7 +29,6 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -60,12 +60,6 @@ def _have(module: str) -> bool:
         return False
 
 
-def _peak_rss_bytes() -> int:
-    # ru_maxrss is in KiB on Linux and bytes on macOS.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
-
-
 def _gb(num_bytes: float) -> str:
     return f"{num_bytes / 1e9:.2f} GB"
 
@@ -74,59 +68,48 @@ def _gb(num_bytes: float) -> str:
 # Workers: each runs in its own process so its peak memory is its own.
 
 
-def _worker(kind: str, features_path: str, json_path: str, report_path: str) -> None:
-    """One measured run: ``command`` (``mtmct-reid evaluate --rerank``, or the four modes with
-    ``command-st``) or ``dense`` (the dense reference and the same metrics)."""
-    start = time.perf_counter()
-    if kind in ("command", "command-st"):
-        from mtmct_reid.cli import main
-
-        argv = ["evaluate", features_path, "--rerank", "--no-progress", "--json", json_path]
-        if kind == "command-st":
-            argv += ["--st-model", str(Path(features_path).with_name("transit.npz"))]
-        code = main(argv)
-        if code:
-            raise SystemExit(code)
-    elif kind == "dense":
-        from mtmct_reid.retrieval.metrics import evaluate_scores
-
-        with np.load(features_path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-        dist = dense_rerank_features(arrays["query_features"], arrays["gallery_features"])
-        labels = [
-            arrays[f"{side}_{key}"] for side in ("query", "gallery") for key in ("pids", "cams")
-        ]
-        result = evaluate_scores(-dist, *labels)
-        Path(json_path).write_text(json.dumps({"modes": {"visual+rerank": result.as_dict()}}))
-    else:
+def _worker(kind: str, features_path: str, json_path: str) -> None:
+    """The dense reference (st-ReID's ``re_ranking`` on the full matrices, then the same metrics)."""
+    if kind != "dense":
         raise SystemExit(f"unknown worker {kind!r}")
-    elapsed = time.perf_counter() - start
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    report = {"inside_s": elapsed, "peak_rss": _peak_rss_bytes()}
-    report["cpu_s"] = usage.ru_utime + usage.ru_stime
-    Path(report_path).write_text(json.dumps(report) + "\n")
+    from mtmct_reid.retrieval.metrics import evaluate_scores
+
+    with np.load(features_path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    dist = dense_rerank_features(arrays["query_features"], arrays["gallery_features"])
+    labels = [arrays[f"{side}_{key}"] for side in ("query", "gallery") for key in ("pids", "cams")]
+    result = evaluate_scores(-dist, *labels)
+    Path(json_path).write_text(json.dumps({"modes": {"visual+rerank": result.as_dict()}}))
 
 
 def _run_worker(kind: str, features_path: Path, workdir: Path) -> dict:
+    """Run ``kind`` in a fresh process: ``command`` / ``command-st`` is exactly what a user types
+    (``python -m mtmct_reid evaluate FEATURES --rerank [--st-model ST]``), ``dense`` the reference.
+    Wall time, CPU time and peak resident memory are the child process's own (``wait4``)."""
     json_path = workdir / f"{kind}_figures.json"
-    report_path = workdir / f"{kind}_report.json"
-    command = [
-        sys.executable,
-        "-m",
-        "benchmarks.bench_retrieval",
-        "--worker",
-        kind,
-        str(features_path),
-        str(json_path),
-        str(report_path),
-    ]
+    if kind in ("command", "command-st"):
+        command = [sys.executable, "-m", "mtmct_reid", "evaluate", str(features_path), "--rerank"]
+        command += ["--no-progress", "--json", str(json_path), "--force"]
+        if kind == "command-st":
+            command += ["--st-model", str(features_path.with_name("transit.npz"))]
+    else:
+        command = [sys.executable, "-m", "benchmarks.bench_retrieval", "--worker", kind]
+        command += [str(features_path), str(json_path)]
     start = time.perf_counter()
-    subprocess.run(command, check=True, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
+    child = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
-    report = json.loads(report_path.read_text())
-    report["wall_s"] = wall
-    report["figures"] = json.loads(json_path.read_text())["modes"]
-    return report
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise SystemExit(f"{' '.join(command)} exited with {child.returncode}")
+    # ru_maxrss is in KiB on Linux and bytes on macOS.
+    peak = usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024
+    return {
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss": peak,
+        "figures": json.loads(json_path.read_text())["modes"],
+    }
 
 
 def _load_note() -> str:
@@ -286,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, help="keep inputs and outputs here (default: temp)")
     parser.add_argument(
-        "--worker", nargs=4, metavar=("KIND", "FEATURES", "OUT", "REPORT"), help=argparse.SUPPRESS
+        "--worker", nargs=3, metavar=("KIND", "FEATURES", "OUT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
     if args.worker:
