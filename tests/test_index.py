@@ -249,6 +249,7 @@ def test_bad_indexes_and_queries_are_one_line(tmp_path, capsys):
     cases = [
         (["--kind", "ivf-pq", "--m", "5"], "--m 5: must divide the feature dimension 16"),
         (["--kind", "ivf-pq", "--nlist", "100000"], "--nlist 100000"),
+        (["--threads", "4096"], "--threads 4096: this process may use"),
         (["--kind", "hnsw"], "invalid choice"),
     ]
     for extra, message in cases:
