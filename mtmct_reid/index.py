@@ -637,7 +637,7 @@ class IndexedSearchResult(SearchResult):
         Example:
             >>> result = search_index(index, q, [1], [41250.0], st_model=st)[0]  # doctest: +SKIP
             >>> result.exactness  # doctest: +SKIP
-            'exact: no image outside the 1000 candidates can reach 0.3121 (10th: 0.4410)'
+            'exact: no image outside the 1000 candidates can reach 0.3121 (rank 10: 0.4410)'
         """
         if self.exact and math.isinf(self.outside_bound):
             return f"exact: the {self.candidates} candidates are the whole gallery"
@@ -748,6 +748,7 @@ def search_index(
     # from its vectors (only when it found the whole gallery).
     exact_scores = index.kind == "flat" or index.vectors is not None
     results = []
+    st_max: dict[int, float] = {}  # per query camera
     for query in range(n):
         valid = rows[query] >= 0
         # Candidates in gallery order, so ties break as in a search of the whole gallery.
@@ -765,9 +766,11 @@ def search_index(
             bound = -math.inf if exact else math.nan
         elif index.kind == "flat":
             joint = result.ranked_by == RANKED_JOINT
-            st_max = _max_st_probability(st_model, int(cams[query])) if joint else 0.0
+            camera = int(cams[query])
+            if joint and camera not in st_max:
+                st_max[camera] = _max_st_probability(st_model, camera)
             last_visual = float(scores[query][valid].min()) if valid.any() else 1.0
-            bound = _outside_bound(last_visual, joint, st_max, params)
+            bound = _outside_bound(last_visual, joint, st_max.get(camera, 0.0), params)
             # A full list whose last entry beats anything outside the candidates is the whole
             # gallery's: filters only remove rows, and ties break by gallery order.
             exact = len(result) == top_k and float(result.scores[-1]) > bound
