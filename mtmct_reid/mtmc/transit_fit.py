@@ -361,7 +361,8 @@ def bootstrap_transit(
     their gaps over the period, a walked link does not), and the model is fitted on the peaks'
     transits alone, as with labels. Each later round matches again by the fused appearance and
     timing score, among pairs the current model finds plausible (a link's gap inside its support),
-    and re-fits; it stops when the matches no longer change, or after ``rounds`` fits.
+    and re-fits the links (it may drop one, never add one); it stops when the matches no longer
+    change, or after ``rounds`` fits.
 
     Args:
         tracklets: tracklets of every camera.
@@ -446,6 +447,18 @@ def bootstrap_transit(
         # counts 1 -> 2 and 2 -> 3, not 1 -> 3).
         labels = _components(len(tracklets), pair_i[mutual], pair_j[mutual]) + 1
         person, later, earlier, gaps = consecutive_gaps(labels, cams, starts, ends)
+        if model is not None:
+            # Later rounds refine the links of round 0 and may drop some, never add one: chains of
+            # gated matches put transits between other cameras too, and with the background gated
+            # away any two close ones would pass for a peak.
+            li, ei = model.camera_index(later), model.camera_index(earlier)
+            linked = model.observed[li, ei]
+            person, later, earlier, gaps = (
+                person[linked],
+                later[linked],
+                earlier[linked],
+                gaps[linked],
+            )
         keep = peaked_transits(
             later,
             earlier,
