@@ -2,7 +2,7 @@
 
 The st-ReID test feature of an image is the sum of the part features of the image and of its horizontal
 mirror; each part is then L2-normalised and scaled by 1/√P, so the concatenation has unit norm and the dot
-product of two features is their cosine similarity (spec §2).
+product of two features is their cosine similarity, the visual score st-ReID ranks by.
 """
 
 from __future__ import annotations

@@ -88,24 +88,25 @@ def test_flat_index_returns_the_brute_force_top_k(tmp_path, capsys):
 
 
 def test_batched_flat_search_is_exact_and_leaves_faiss_settings_as_they_were(monkeypatch):
-    from mtmct_reid import index as index_module
+    from mtmct_reid.index import faiss_index as index_module
 
+    def settings():
+        return (
+            faiss.omp_get_max_threads(),
+            faiss.cvar.distance_compute_blas_threshold,
+            faiss.cvar.distance_compute_blas_query_bs,
+            faiss.cvar.distance_compute_blas_database_bs,
+        )
+
+    before = settings()
     x = _clustered(2000, 32, 40, seed=3)
     queries = _clustered(120, 32, 40, seed=4)
-    index = build_index(x, np.arange(2000), np.zeros(2000))
+    index = build_index(x, np.arange(2000), np.zeros(2000), threads=1)
+    assert settings() == before
     # Batches of 50: two on FAISS's matrix-product path, and a last one of 20.
     monkeypatch.setattr(index_module, "QUERY_BATCH", 50)
-    settings = (
-        faiss.omp_get_max_threads(),
-        faiss.cvar.distance_compute_blas_threshold,
-        faiss.cvar.distance_compute_blas_database_bs,
-    )
     scores, rows = index.search(queries, 10)
-    assert settings == (
-        faiss.omp_get_max_threads(),
-        faiss.cvar.distance_compute_blas_threshold,
-        faiss.cvar.distance_compute_blas_database_bs,
-    )
+    assert settings() == before
     want_rows, want_scores = _brute_force_top_k(x, queries, 10)
     np.testing.assert_array_equal(rows, want_rows)
     np.testing.assert_allclose(scores, want_scores, atol=1e-5)

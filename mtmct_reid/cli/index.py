@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument(
         "--nbits",
-        type=int,
+        type=arg_int(minimum=4, maximum=8),
         choices=(4, 8),
         default=4,
         help="bits per PQ code: 4 = FAISS's fast scan (default), 8 = classic IVF-PQ",

@@ -1,49 +1,33 @@
-"""Gallery indexes for galleries of millions: FAISS (``faiss-cpu``, the optional extra ``index``).
-
-An index file (``gallery.faiss``) holds the gallery's L2-normalised features for inner-product search
-(cosine similarity); a side file beside it (``gallery.faiss.npz``, no pickle) holds each row's person id,
-camera, time and path, the kind of index, its dimension and row count, and a fingerprint of the index
-file, so a side file that does not belong to its index is refused on load.
-
-Two kinds:
-
-* ``flat``: every vector, exact inner products (``IndexFlatIP``); 4·D bytes per image.
-* ``ivf-pq``: an inverted file over ``nlist`` k-means cells, each vector product-quantised to
-  ``m`` codes of ``nbits`` bits (4: FAISS's fast scan ``IndexIVFPQFastScan``, the default; 8: the
-  classic ``IndexIVFPQ``); a query visits ``nprobe`` cells. Approximate: recall and scores depend on
-  ``nprobe`` and ``m``; ``benchmarks/bench_index.py`` measures them.
-
-Searches hand FAISS up to ``QUERY_BATCH`` queries at once, so that a batch takes FAISS's
-matrix-product path (one pass over the gallery per batch) instead of one scan per query.
-
-:func:`search_index` takes the top candidates by visual similarity from the index and ranks them with
-:func:`mtmct_reid.retrieval.search.search_gallery` (transit-time fusion, the evaluation protocol's filters).
+"""A FAISS index of a gallery with the labels of its rows: build, save, load (checked against its
+side file), and search by cosine similarity with FAISS's process-wide settings chosen per call.
+See :mod:`mtmct_reid.index` for the kinds and the files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import mmap
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from mtmct_reid._io import atomic_path, npz_array, open_npz, save_npz
-from mtmct_reid._runtime import usable_cores
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.featureset import FeatureSide
-from mtmct_reid.retrieval.search import RANKED_JOINT, SearchResult
-
-if TYPE_CHECKING:
-    from mtmct_reid.retrieval.fusion import FusionParams
-    from mtmct_reid.retrieval.transit import TransitTimeModel
+from mtmct_reid.index.settings import (
+    QUERY_BATCH,
+    default_m,
+    default_nlist,
+    default_nprobe,
+    faiss_settings,
+    faiss_threads,
+    require_faiss,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,75 +38,8 @@ RESCORE = 100
 FORMAT = "mtmct-reid-index-1"
 #: Rows normalised and added to the index at a time (bounds the memory of a build).
 ADD_CHUNK = 65536
-#: Allowance for float32 rounding between FAISS's cosine similarities and the search's own (two
-#: 512-term float32 dot products of unit vectors differ by well under 1e-5).
-VISUAL_MARGIN = 1e-4
-#: Relative allowance for the float32 rounding of a joint score.
-JOINT_MARGIN = 1e-5
-#: Queries handed to FAISS at once: enough for its matrix-product path, and a bounded block of
-#: scores (QUERY_BATCH × DATABASE_BLOCK float32, 16 MiB).
-QUERY_BATCH = 256
-#: Gallery rows per matrix product in FAISS's batched exact search (FAISS's default is 1024): a
-#: million-row gallery is 62 products instead of 977, and as many fewer hand-offs between threads.
-DATABASE_BLOCK = 16384
 #: Bytes at each end of the index file that its fingerprint hashes.
 _FINGERPRINT_BYTES = 1 << 20
-_EXTRA = "pip install 'mtmct-reid[index]'"
-
-
-def require_faiss() -> Any:
-    """The ``faiss`` module, or a :class:`ReIDError` naming the extra that installs it."""
-    try:
-        import faiss
-    except ImportError:
-        raise ReIDError(f"gallery indexes need faiss: {_EXTRA}") from None
-    return faiss
-
-
-def faiss_threads(threads: int | None) -> int:
-    """Threads for FAISS: ``threads``, or every core this process may use when None.
-
-    Raises:
-        ReIDError: ``threads`` below 1 or above the usable cores (more threads than cores only
-            make them wait for each other).
-
-    Example:
-        >>> faiss_threads(None) == usable_cores() and faiss_threads(1)
-        1
-    """
-    cores = usable_cores()
-    if threads is None:
-        return cores
-    if isinstance(threads, bool) or not isinstance(threads, int | np.integer) or threads < 1:
-        raise ReIDError(f"--threads must be a positive integer, got {threads!r}")
-    if threads > cores:
-        raise ReIDError(f"--threads {threads}: this process may use {cores} cores")
-    return int(threads)
-
-
-@contextmanager
-def _search_settings(faiss: Any, threads: int, dim: int) -> Iterator[None]:
-    """FAISS's process-wide search settings for one call, restored after it.
-
-    A flat search of fewer than ``distance_compute_blas_threshold / D`` queries (250 at D = 512)
-    scans the whole gallery once per query, in parallel over queries only: a batch of 200 reads a
-    2 GB gallery 200 times. From two queries on, the matrix-product path reads it once per batch
-    instead.
-    """
-    saved = (
-        faiss.omp_get_max_threads(),
-        faiss.cvar.distance_compute_blas_threshold,
-        faiss.cvar.distance_compute_blas_database_bs,
-    )
-    faiss.omp_set_num_threads(threads)
-    faiss.cvar.distance_compute_blas_threshold = 2 * dim
-    faiss.cvar.distance_compute_blas_database_bs = DATABASE_BLOCK
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(saved[0])
-        faiss.cvar.distance_compute_blas_threshold = saved[1]
-        faiss.cvar.distance_compute_blas_database_bs = saved[2]
 
 
 def side_file(index_path: str | os.PathLike) -> Path:
@@ -182,46 +99,6 @@ def fingerprint(path: str | os.PathLike) -> str:
             fh.seek(max(_FINGERPRINT_BYTES, size - _FINGERPRINT_BYTES))
             digest.update(fh.read())
     return f"{size}:{digest.hexdigest()}"
-
-
-def default_nlist(count: int) -> int:
-    """Cells of an IVF index: about √N (1,000 at a million), at least 1, and at most N / 39 (FAISS
-    wants 39 training points per centroid). Fast-scan codes make visiting more cells cheap, while
-    k-means over 4·√N cells (FAISS's usual advice) takes 16 times longer to train.
-
-    Example:
-        >>> default_nlist(1_000_000), default_nlist(100)
-        (1000, 2)
-    """
-    return int(max(1, min(round(math.sqrt(count)), count // 39)))
-
-
-def default_m(dim: int, nbits: int = 4) -> int:
-    """Sub-quantisers of IVF-PQ: D/4 bytes of codes per vector (1/16 of float32) where a divisor
-    of D allows it, at most 256 bytes.
-
-    Args:
-        dim: the feature dimension D.
-        nbits: bits per sub-quantiser code (4: FAISS's fast scan; 8: classic PQ).
-
-    Example:
-        >>> default_m(512), default_m(512, nbits=8), default_m(3072), default_m(3072, nbits=8)
-        (256, 128, 512, 256)
-    """
-    target = max(1, min(dim // 4, 256) * 8 // nbits)
-    return max(m for m in range(1, target + 1) if dim % m == 0)
-
-
-def default_nprobe(nlist: int) -> int:
-    """Cells an IVF query visits by default: nlist / 16 (62 of 1,000), at least 1. At 1,000,000
-    vectors of 512-d, benchmarks/bench_index.py measured recall@10 0.953 with the top 100 re-scored,
-    1 ms per query (nlist / 32: 0.893, the recall target being 0.9).
-
-    Example:
-        >>> default_nprobe(1000), default_nprobe(10)
-        (62, 1)
-    """
-    return max(1, nlist // 16)
 
 
 def _unit_rows(block: np.ndarray) -> np.ndarray:
@@ -318,10 +195,8 @@ class GalleryIndex:
         wanted = int(k) if self.vectors is None or self.kind == "flat" else max(k, self.rescore)
         scores = np.empty((len(unit), int(wanted)), dtype=np.float32)
         found = np.empty((len(unit), int(wanted)), dtype=np.int64)
-        # Process-wide FAISS settings: concurrent searches from several Python threads would
-        # share them (same results, other speeds).
         threads = faiss_threads(self.threads)
-        with _search_settings(faiss, threads, self.dim):
+        with faiss_settings(faiss, threads, self.dim):
             for start in range(0, len(unit), QUERY_BATCH):
                 stop = min(start + QUERY_BATCH, len(unit))
                 if self.kind == "flat" and stop - start < threads:
@@ -538,15 +413,44 @@ def build_index(
     shape = getattr(features, "shape", None)
     if shape is None or len(shape) != 2 or shape[0] < 1 or shape[1] < 1:
         raise ReIDError(f"gallery features have shape {shape}, expected [N, D] with N, D >= 1")
-    count, dim = int(shape[0]), int(shape[1])
+    count = int(shape[0])
     pids = np.asarray(pids, dtype=np.int64)
     cams = np.asarray(cams, dtype=np.int64)
     times = np.full(count, np.nan) if times is None else np.asarray(times, dtype=np.float64)
     for name, column in (("pids", pids), ("cams", cams), ("times", times), ("paths", paths)):
         if column is not None and np.shape(column) != (count,):
             raise ReIDError(f"gallery {name} have shape {np.shape(column)}, expected [{count}]")
-    faiss.omp_set_num_threads(faiss_threads(threads))
     meta: dict[str, Any] = dict(metadata or {})
+    with faiss_settings(faiss, faiss_threads(threads)):
+        index = _build_faiss_index(
+            faiss, features, kind, nlist, m, nbits, nprobe, train_size, seed, meta
+        )
+    return GalleryIndex(
+        index=index,
+        pids=pids,
+        cams=cams,
+        times=times,
+        paths=None if paths is None else np.asarray(paths, dtype=np.str_),
+        kind=kind,
+        metadata=meta,
+        vectors=features if keep_vectors and kind != "flat" else None,
+    )
+
+
+def _build_faiss_index(
+    faiss: Any,
+    features: np.ndarray,
+    kind: str,
+    nlist: int | None,
+    m: int | None,
+    nbits: int,
+    nprobe: int | None,
+    train_size: int | None,
+    seed: int,
+    meta: dict[str, Any],
+) -> Any:
+    """The FAISS index of :func:`build_index`, trained and filled; IVF-PQ's settings go to ``meta``."""
+    count, dim = int(features.shape[0]), int(features.shape[1])
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     else:
@@ -598,189 +502,4 @@ def build_index(
         )
     for start in range(0, count, ADD_CHUNK):
         index.add(_unit_rows(features[start : start + ADD_CHUNK]))
-    return GalleryIndex(
-        index=index,
-        pids=pids,
-        cams=cams,
-        times=times,
-        paths=None if paths is None else np.asarray(paths, dtype=np.str_),
-        kind=kind,
-        metadata=meta,
-        vectors=features if keep_vectors and kind != "flat" else None,
-    )
-
-
-@dataclass(frozen=True)
-class IndexedSearchResult(SearchResult):
-    """A :class:`~mtmct_reid.retrieval.search.SearchResult` from an index, with whether it is
-    provably the result of a search of the whole gallery.
-
-    Args:
-        exact: True when the ranking is provably the one a search of the whole gallery gives
-            (same rows, same order): the candidates were every gallery row, or (flat index) no
-            gallery image outside the candidates can score above the last entry, even with the
-            highest transit-time probability the query's camera has.
-        candidates: gallery rows the index returned for this query.
-        outside_bound: the highest score (joint, or visual when ranked by appearance) that a gallery
-            image outside the candidates could reach; ``-inf`` when there is none outside, NaN when
-            it cannot be bounded (approximate candidates).
-    """
-
-    exact: bool = False
-    candidates: int = 0
-    outside_bound: float = math.nan
-
-    @property
-    def exactness(self) -> str:
-        """One line for people: whether the result is exact, and why (or why not).
-
-        Example:
-            >>> result = search_index(index, q, [1], [41250.0], st_model=st)[0]  # doctest: +SKIP
-            >>> result.exactness  # doctest: +SKIP
-            'exact: no image outside the 1000 candidates can reach 0.3121 (rank 10: 0.4410)'
-        """
-        if self.exact and math.isinf(self.outside_bound):
-            return f"exact: the {self.candidates} candidates are the whole gallery"
-        if self.exact:
-            return (
-                f"exact: no image outside the {self.candidates} candidates can reach "
-                f"{self.outside_bound:.4f} (rank {len(self)}: {float(self.scores[-1]):.4f})"
-            )
-        if math.isnan(self.outside_bound):
-            return (
-                f"approximate: the {self.candidates} candidates of an ivf-pq index are not "
-                "provably the nearest"
-            )
-        last = f"{float(self.scores[-1]):.4f}" if len(self) else "none"
-        return (
-            f"not proven exact: an image outside the {self.candidates} candidates could reach "
-            f"{self.outside_bound:.4f} (rank {len(self)}: {last}); raise --candidates"
-        )
-
-
-def _max_st_probability(st_model: TransitTimeModel, camera: int) -> float:
-    """The highest transit-time probability between ``camera`` and any camera at any delay (the
-    lookup is symmetric: the camera may be the earlier or the later one)."""
-    (row,) = st_model.camera_index(np.array([camera]), "query camera")
-    table = st_model.probabilities.astype(np.float32)
-    return float(max(table[row].max(), table[:, row].max()))
-
-
-def _outside_bound(
-    last_visual: float,
-    ranked_joint: bool,
-    st_max: float,
-    fusion: FusionParams,
-) -> float:
-    """The highest score a gallery image could reach whose cosine similarity is at most
-    ``last_visual`` (the candidates' lowest) and whose transit probability is in [0, st_max].
-
-    Both logistic cues are monotone (either way, by the sign of γ), so the maximum over an interval is
-    at one of its ends.
-    """
-    visual = min(last_visual + VISUAL_MARGIN, 1.0 + VISUAL_MARGIN)
-    if not ranked_joint:
-        return visual
-
-    def cue(x: float, lam: float, gamma: float) -> float:
-        return 1.0 / (1.0 + lam * math.exp(min(-gamma * x, 700.0)))
-
-    best_visual = max(cue(v, fusion.lambda0, fusion.gamma0) for v in (-1.0, visual))
-    best_st = max(cue(p, fusion.lambda1, fusion.gamma1) for p in (0.0, st_max))
-    return best_visual * best_st * (1.0 + JOINT_MARGIN)
-
-
-def search_index(
-    index: GalleryIndex,
-    query_features: np.ndarray,
-    query_cams: Sequence[int] | np.ndarray,
-    query_times: Sequence[float] | np.ndarray,
-    *,
-    st_model: TransitTimeModel | None = None,
-    fusion: FusionParams | None = None,
-    top_k: int = 10,
-    candidates: int = 1000,
-    query_pids: Sequence[int] | np.ndarray | None = None,
-    cross_camera: bool = False,
-) -> list[SearchResult]:
-    """Rank a large gallery: the ``candidates`` rows most similar in appearance come from the index,
-    and :func:`~mtmct_reid.retrieval.search.search_gallery` ranks them (transit-time fusion, protocol filters).
-
-    With a flat index the candidates and their visual scores are exact, so the result equals a
-    search of the whole gallery whenever the fused top ``top_k`` lie among the ``candidates``
-    visually closest rows (always when ``candidates`` ≥ the gallery size). With IVF-PQ the
-    candidates are approximate nearest neighbours and their visual scores those of the quantised
-    vectors.
-
-    Args:
-        index: the gallery index.
-        query_features: [n, D] query features.
-        query_cams, query_times: [n] the queries' cameras and times.
-        st_model: transit-time model; None ranks by appearance only.
-        fusion: logistic smoothing parameters (default: the st-ReID ones).
-        top_k: entries kept per query.
-        candidates: rows taken from the index per query before fusion.
-        query_pids: [n] the queries' ids when known (protocol filters, match marks).
-        cross_camera: leave out gallery images of the query's own camera.
-
-    Example:
-        >>> results = search_index(GalleryIndex.load("gallery.faiss"), q, [1], [41250.0],
-        ...                        st_model=st, top_k=5)  # doctest: +SKIP
-    """
-    from mtmct_reid.retrieval.fusion import DEFAULT_FUSION
-    from mtmct_reid.retrieval.search import search_gallery
-
-    if isinstance(candidates, bool) or not isinstance(candidates, int | np.integer):
-        raise ReIDError(f"candidates must be a positive integer, got {candidates!r}")
-    if candidates < 1:
-        raise ReIDError(f"candidates must be a positive integer, got {candidates!r}")
-    queries = np.asarray(query_features)
-    scores, rows = index.search(queries, int(min(candidates, len(index))))
-    n = len(queries)
-    cams = np.broadcast_to(np.asarray(query_cams), (n,))
-    times = np.broadcast_to(np.asarray(query_times), (n,))
-    pids = None if query_pids is None else np.broadcast_to(np.asarray(query_pids), (n,))
-    options: dict[str, Any] = {"st_model": st_model, "top_k": top_k, "cross_camera": cross_camera}
-    if fusion is not None:
-        options["fusion"] = fusion
-    params = fusion if fusion is not None else DEFAULT_FUSION
-    # Exact visual scores of the right rows: a flat index, or ivf-pq re-scoring every row it found
-    # from its vectors (only when it found the whole gallery).
-    exact_scores = index.kind == "flat" or index.vectors is not None
-    results = []
-    st_max: dict[int, float] = {}  # per query camera
-    for query in range(n):
-        valid = rows[query] >= 0
-        # Candidates in gallery order, so ties break as in a search of the whole gallery.
-        found = np.sort(rows[query][valid])
-        (result,) = search_gallery(
-            queries[query : query + 1],
-            cams[query : query + 1],
-            times[query : query + 1],
-            index.side(found),
-            query_pids=None if pids is None else pids[query : query + 1],
-            **options,
-        )
-        if len(found) == len(index):
-            exact = exact_scores
-            bound = -math.inf if exact else math.nan
-        elif index.kind == "flat":
-            joint = result.ranked_by == RANKED_JOINT
-            camera = int(cams[query])
-            if joint and camera not in st_max:
-                st_max[camera] = _max_st_probability(st_model, camera)
-            last_visual = float(scores[query][valid].min()) if valid.any() else 1.0
-            bound = _outside_bound(last_visual, joint, st_max.get(camera, 0.0), params)
-            # A full list whose last entry beats anything outside the candidates is the whole
-            # gallery's: filters only remove rows, and ties break by gallery order.
-            exact = len(result) == top_k and float(result.scores[-1]) > bound
-        else:
-            bound, exact = math.nan, False
-        values = {f.name: getattr(result, f.name) for f in fields(result)}
-        values.update(query_index=query, gallery_indices=found[result.gallery_indices])
-        results.append(
-            IndexedSearchResult(
-                **values, exact=bool(exact), candidates=len(found), outside_bound=bound
-            )
-        )
-    return results
+    return index
