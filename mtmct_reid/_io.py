@@ -330,11 +330,13 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
     Example:
         >>> import tempfile
-        >>> out = Path(tempfile.mkdtemp()) / "table.csv"
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> out = Path(folder.name) / "table.csv"
         >>> with atomic_path(out) as tmp:
         ...     _ = tmp.write_text("a,b\\n")
         >>> out.read_text()
         'a,b\\n'
+        >>> folder.cleanup()
     """
     given = Path(path)
     suffix = suffix if suffix is not None else given.suffix

@@ -82,15 +82,29 @@ def _imports(module: str) -> tuple[set[str], list[tuple[str, str]], set[str]]:
                 else:
                     third_party.add(alias.name.split(".")[0])
     for node in ast.walk(tree):
-        if (
+        if not (
             isinstance(node, ast.Attribute)
-            and isinstance(node.value, ast.Name)
-            and node.value.id in aliases
             and node.attr.startswith("_")
             and not node.attr.startswith("__")
         ):
-            private.append((aliases[node.value.id], node.attr))
+            continue
+        owner = _dotted(node.value)
+        # ``alias._name`` or, after a plain ``import mtmct_reid.x.y``, ``mtmct_reid.x.y._name``.
+        owner = aliases.get(owner, owner) if owner else None
+        if owner in MODULES and owner != module:
+            private.append((owner, node.attr))
     return imported, private, third_party
+
+
+def _dotted(node: ast.expr) -> str | None:
+    """``a.b.c`` for a chain of attribute lookups on a name, else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *reversed(parts)])
 
 
 def test_the_scan_sees_the_package():
@@ -100,6 +114,26 @@ def test_the_scan_sees_the_package():
     imported, _, third_party = _imports("mtmct_reid.pipelines.demo")
     assert "mtmct_reid.training.module" in imported  # imported inside train_demo_model
     assert "lightning" in third_party
+
+
+def test_the_scan_finds_private_names_used_every_way(tmp_path, monkeypatch):
+    planted = tmp_path / "planted.py"
+    planted.write_text(
+        "import mtmct_reid.retrieval.metrics\n"
+        "from mtmct_reid.retrieval import fusion as f\n"
+        "from mtmct_reid.retrieval.protocol import _hidden\n"
+        "def use(self):\n"
+        "    self._mine()\n"
+        "    mtmct_reid.retrieval.metrics._searchsorted_rows()\n"
+        "    return f._logistic()\n"
+    )
+    monkeypatch.setitem(MODULES, "mtmct_reid.planted", planted)
+    _, private, _ = _imports("mtmct_reid.planted")
+    assert sorted(private) == [
+        ("mtmct_reid.retrieval.fusion", "_logistic"),
+        ("mtmct_reid.retrieval.metrics", "_searchsorted_rows"),
+        ("mtmct_reid.retrieval.protocol", "_hidden"),
+    ]
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

@@ -249,9 +249,14 @@ def test_memory_grows_linearly_not_quadratically():
         ({"k1": 0}, "re-ranking: k1 must be a positive integer (at most 39), got 0"),
         (
             {"num_query": 50},
-            "re-ranking: num_query must be a positive integer (at most 39), got 50",
+            "re-ranking: num_query must be a positive integer (at most 39), got 50 (the samples are "
+            "the queries followed by at least one gallery sample)",
         ),
-        ({"k1": 40}, "re-ranking: k1 must be a positive integer (at most 39), got 40"),
+        (
+            {"k1": 40},
+            "re-ranking: k1 must be a positive integer (at most 39), got 40 (a sample's k1 nearest "
+            "neighbours and itself are needed among 40 samples; lower k1)",
+        ),
         ({"k1": True}, "re-ranking: k1 must be a positive integer (at most 39), got True"),
         ({"k2": 0}, "re-ranking: k2 must be a positive integer (at most 40), got 0"),
         ({"lambda_value": 1.5}, "re-ranking: lambda_value must be a finite number in [0.0, 1.0]"),

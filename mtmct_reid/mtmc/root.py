@@ -107,7 +107,8 @@ class MTMCRoot:
 
     Example:
         >>> import tempfile
-        >>> tmp = tempfile.mkdtemp()
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> tmp = folder.name
         >>> root = create_root(tmp, [Camera(id=1, name="1", fps=10.0, offset=0.0)])
         >>> gt = Boxes.from_columns(cams=[1], frames=[3], ids=[5], x=[1], y=[2], w=[3], h=[4])
         >>> _ = root.write_boxes(gt, GT)
@@ -115,6 +116,7 @@ class MTMCRoot:
         True
         >>> root.times(gt).tolist()
         [0.2]
+        >>> folder.cleanup()
     """
 
     def __init__(self, path: str | os.PathLike, cameras: Sequence[Camera]) -> None:
@@ -395,7 +397,8 @@ class MTMCRoot:
         Example:
             >>> import tempfile
             >>> from PIL import Image
-            >>> root = create_root(tempfile.mkdtemp(), [Camera(id=1, name="1", fps=10.0, offset=0.0)])
+            >>> folder = tempfile.TemporaryDirectory()
+            >>> root = create_root(folder.name, [Camera(id=1, name="1", fps=10.0, offset=0.0)])
             >>> (root.camera_dir(1) / FRAMES_DIR).mkdir()
             >>> for f in (1, 2):
             ...     Image.new("RGB", (40, 30)).save(root.camera_dir(1) / FRAMES_DIR / f"{f:06d}.jpg")
@@ -403,6 +406,7 @@ class MTMCRoot:
             ...                            x=[0, 5, 20], y=[0, 5, 10], w=[10, 10, 8], h=[20, 20, 16])
             >>> [(b.rows.tolist(), b.images.shape) for b in root.iter_crops(boxes, 2, (32, 16))]
             [([1, 0], (2, 32, 16, 3)), ([2], (1, 32, 16, 3))]
+            >>> folder.cleanup()
         """
         batch_size = positive_int("crop batch size", batch_size)
         order = np.lexsort((boxes.frames, boxes.cams))

@@ -41,15 +41,30 @@ class ByteTrackParams:
     high_conf_det_threshold: float = 0.5
 
     def validate(self) -> None:
-        """Raise :class:`ReIDError` on a setting ByteTrack cannot use."""
-        as_int("lost track buffer", self.lost_track_buffer, minimum=0)
-        as_int("minimum consecutive frames", self.minimum_consecutive_frames, minimum=1)
+        """Raise :class:`ReIDError` on a setting ByteTrack cannot use; keep the checked numbers
+        (``"30"`` from a config becomes 30), so ByteTrack gets plain ints and floats.
+
+        Example:
+            >>> params = ByteTrackParams(lost_track_buffer="45")
+            >>> params.validate()
+            >>> params.lost_track_buffer
+            45
+        """
+        checked = {
+            "lost_track_buffer": as_int("lost track buffer", self.lost_track_buffer, minimum=0),
+            "minimum_consecutive_frames": as_int(
+                "minimum consecutive frames", self.minimum_consecutive_frames, minimum=1
+            ),
+        }
         for name in (
             "track_activation_threshold",
             "minimum_iou_threshold",
             "high_conf_det_threshold",
         ):
-            as_float(name.replace("_", " "), getattr(self, name), 0, 1)
+            checked[name] = as_float(name.replace("_", " "), getattr(self, name), 0, 1)
+        for name, value in checked.items():
+            # Frozen: the checked value replaces the given one in place of a second object.
+            object.__setattr__(self, name, value)
 
 
 def _bytetrack(params: ByteTrackParams, fps: float):

@@ -24,12 +24,14 @@ def root_summary(root: MTMCRoot) -> dict[str, Any]:
     Example:
         >>> import tempfile
         >>> from mtmct_reid.mtmc.root import GT, Camera, create_root
-        >>> root = create_root(tempfile.mkdtemp(), [Camera(id=1, name="1", fps=10.0, offset=0.0)])
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> root = create_root(folder.name, [Camera(id=1, name="1", fps=10.0, offset=0.0)])
         >>> _ = root.write_boxes(Boxes.from_columns(cams=[1, 1], frames=[1, 3], ids=[4, 4],
         ...                                         x=[0, 2], y=[0, 0], w=[5, 5], h=[9, 9]), GT)
         >>> summary = root_summary(root)
         >>> summary["sources"]["gt"]["boxes"], summary["sources"]["gt"]["time_range"]
         (2, [0.0, 0.2])
+        >>> folder.cleanup()
     """
     cameras = []
     starts, ends = [], []

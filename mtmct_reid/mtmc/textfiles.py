@@ -299,7 +299,8 @@ def write_mot(path: str | os.PathLike, boxes: Boxes, kind: str = GT) -> Path:
 
     Example:
         >>> import tempfile
-        >>> path = Path(tempfile.mkdtemp()) / "gt.txt"
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = Path(folder.name) / "gt.txt"
         >>> gt = Boxes.from_columns(cams=[1, 1], frames=[2, 1], ids=[5, 5], x=[0, 1.5], y=[0, 0],
         ...                         w=[10, 10], h=[20, 20], visibility=[1, 0.5])
         >>> print(write_mot(path, gt).read_text(), end="")
@@ -307,6 +308,7 @@ def write_mot(path: str | os.PathLike, boxes: Boxes, kind: str = GT) -> Path:
         2,5,0,0,10,20,1,-1,1
         >>> read_mot(path, camera=1).equals(gt.sorted())
         True
+        >>> folder.cleanup()
     """
     if len(np.unique(boxes.cams)) > 1:
         raise ValueError("write_mot: boxes of more than one camera")

@@ -72,8 +72,14 @@ def choose_rank_list_queries(
         count: how many to choose.
 
     Example:
-        >>> choose_rank_list_queries(visual_results, fused_results, 4)  # doctest: +SKIP
-        [3, 17, 21, 0]
+        Only each result's length and ``matches`` are read, so lists stand in for them here:
+
+        >>> class Ranked(list):  # whether each ranked gallery image is the query's person
+        ...     matches = property(lambda self: np.array(self))
+        >>> visual = [Ranked([False]), Ranked([True]), Ranked([False])]
+        >>> fused = [Ranked([True]), Ranked([True]), Ranked([False])]
+        >>> choose_rank_list_queries(visual, fused, 2)  # fusion's correction, then a shared hit
+        [0, 1]
     """
     corrected, both, neither, other = [], [], [], []
     for index, (v, f) in enumerate(zip(visual, fused, strict=True)):

@@ -42,7 +42,28 @@ def write_transit_file(
     truncate: float,
 ) -> None:
     """Write a model's arrays (the :class:`~mtmct_reid.retrieval.transit.TransitTimeModel` fields)
-    as an ``.npz``, atomically; the folder is created."""
+    as an ``.npz``, atomically; the folder is created.
+
+    Args:
+        path: the ``.npz`` file to write.
+        camera_ids: sorted distinct camera ids, int64 [C].
+        probabilities: float64 [C, C, B] smoothed transit-time distributions.
+        counts: [C, C, B] the transits counted before smoothing.
+        pair_ids: int64 [C, C], identities that contributed to each pair.
+        bin_width: width of a time bin.
+        sigma_bins: standard deviation of the smoothing kernel, in bins.
+        truncate: the kernel is cut at this many standard deviations.
+
+    Example:
+        >>> import tempfile
+        >>> from mtmct_reid.retrieval.transit import TransitTimeModel
+        >>> model = TransitTimeModel.fit([1, 1], [1, 2], [0.0, 250.0], bin_width=100.0)
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     model.save(f"{folder}/st.npz")
+        ...     fields = read_transit_file(f"{folder}/st.npz")
+        >>> fields["camera_ids"].tolist(), fields["bin_width"]
+        ([1, 2], 100.0)
+    """
     save_npz(
         path,
         format=np.array(FORMAT_NAME),
@@ -61,6 +82,15 @@ def read_transit_file(path: str | os.PathLike) -> dict[str, Any]:
     """The checked fields of a model file written by :func:`write_transit_file`, as keyword arguments
     of :class:`~mtmct_reid.retrieval.transit.TransitTimeModel`; problems raise :class:`ReIDError`
     naming the file and the array.
+
+    Args:
+        path: a file written by :func:`write_transit_file` (``TransitTimeModel.save``).
+
+    Example:
+        >>> read_transit_file("no/such/st.npz")
+        Traceback (most recent call last):
+        ...
+        mtmct_reid.errors.ReIDError: no/such/st.npz: transit-time model file not found
     """
     path = Path(path)
     with open_npz(path, "transit-time model file") as npz:

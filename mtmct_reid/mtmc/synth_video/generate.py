@@ -99,10 +99,12 @@ def generate_video_network(
 
     Example:
         >>> import tempfile
-        >>> net = generate_video_network(tempfile.mkdtemp() + "/net", VideoSynthConfig.small(
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> net = generate_video_network(folder.name + "/net", VideoSynthConfig.small(
         ...     duration=20.0, num_ids=4, lookalike_fraction=0.0), progress=False)
         >>> sorted(net.gt)
         ['test', 'train']
+        >>> folder.cleanup()
     """
     from tqdm.auto import tqdm
 

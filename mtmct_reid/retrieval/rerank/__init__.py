@@ -497,9 +497,19 @@ def check_arguments(
     """
     num_total = positive_int("re-ranking: num_total", num_total)
     chunk_size = positive_int("re-ranking: chunk_size", chunk_size)
-    num_query = as_int("re-ranking: num_query", num_query, minimum=1, maximum=num_total - 1)
-    # A sample's k1 nearest neighbours and itself must exist.
-    k1 = as_int("re-ranking: k1", k1, minimum=1, maximum=num_total - 1)
+    try:
+        num_query = as_int("re-ranking: num_query", num_query, minimum=1, maximum=num_total - 1)
+    except ReIDError as error:
+        raise ReIDError(
+            f"{error} (the samples are the queries followed by at least one gallery sample)"
+        ) from None
+    try:
+        k1 = as_int("re-ranking: k1", k1, minimum=1, maximum=num_total - 1)
+    except ReIDError as error:
+        raise ReIDError(
+            f"{error} (a sample's k1 nearest neighbours and itself are needed among {num_total} "
+            "samples; lower k1)"
+        ) from None
     k2 = as_int("re-ranking: k2", k2, minimum=1, maximum=num_total)
     as_float("re-ranking: lambda_value", lambda_value, minimum=0.0, maximum=1.0)
     return max(k1 + 1, k2)
