@@ -5,6 +5,7 @@ transit fit from labelled and unlabelled tracks."""
 from __future__ import annotations
 
 import doctest
+import re
 
 import numpy as np
 import pytest
@@ -215,12 +216,26 @@ def test_peaked_transits_keep_a_links_peak_and_drop_spread_pairs():
 
 def test_bootstrap_rejects_bad_parameters_and_featureless_tracklets():
     data = reference.synthetic_tracklets(20, 3, dim=8, duration=300.0, seed=5)
-    with pytest.raises(ReIDError, match="rounds must be >= 1"):
-        bootstrap_transit(_tracklets(data), rounds=0)
-    with pytest.raises(ReIDError, match="min_transits must be >= 1"):
-        bootstrap_transit(_tracklets(data), min_transits=0)
-    with pytest.raises(ReIDError, match="alpha must be in"):
-        bootstrap_transit(_tracklets(data), alpha=0.0)
+    for option, value, expected in (
+        ("rounds", 0, "bootstrap: rounds must be a positive integer, got 0"),
+        ("rounds", 2.5, "bootstrap: rounds must be a positive integer"),
+        ("min_transits", 0, "bootstrap: min_transits must be a positive integer, got 0"),
+        ("alpha", 0.0, "bootstrap: alpha must be a finite number in (0.0, 1.0], got 0.0"),
+        (
+            "min_similarity",
+            1.5,
+            "bootstrap: min_similarity must be a finite number in [-1.0, 1.0], got 1.5",
+        ),
+        (
+            "margin",
+            float("nan"),
+            "bootstrap: margin must be a finite number in [0.0, 1.0], got nan",
+        ),
+    ):
+        with pytest.raises(ReIDError, match=re.escape(expected)):
+            bootstrap_transit(_tracklets(data), **{option: value})
+    with pytest.raises(ReIDError, match="peaked transits: floor must be a finite number > 0"):
+        peaked_transits(np.array([2]), np.array([1]), np.array([0.0]), floor=0.0)
     with pytest.raises(ReIDError, match="no mutual nearest tracklets"):
         bootstrap_transit(_tracklets(data), min_similarity=1.0)
 

@@ -37,6 +37,7 @@ from mtmct_reid.retrieval.transit import (
     TransitTimeModel,
     smoothing_radius,
 )
+from mtmct_reid.validation import as_float, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ def peaked_transits(
         later: camera of the later visit per transit.
         earlier: camera of the earlier visit per transit.
         gaps: gap per transit.
-        floor: least half-width of a peak (e.g. the smoothing σ, in the gaps' unit).
+        floor: least half-width of a peak, > 0 (e.g. the smoothing σ, in the gaps' unit).
         min_transits: fewest gaps in a peak.
         alpha: chance of keeping a pair of background transits as a link, over all pairs.
         k: half-width of the peak in robust σ.
@@ -296,6 +297,7 @@ def peaked_transits(
     """
     from scipy.stats import poisson
 
+    floor = as_float("peaked transits: floor", floor, 0.0, low_open=True)
     later = np.asarray(later, dtype=np.int64)
     earlier = np.asarray(earlier, dtype=np.int64)
     gaps = np.asarray(gaps, dtype=np.float64)
@@ -392,12 +394,11 @@ def bootstrap_transit(
         >>> model.num_observed_pairs, round(float(model.mean_transit()[1, 0]))  # 1 -> 2, 10 s
         (1, 10)
     """
-    if rounds < 1:
-        raise ReIDError(f"bootstrap: rounds must be >= 1, got {rounds}")
-    if min_transits < 1:
-        raise ReIDError(f"bootstrap: min_transits must be >= 1, got {min_transits}")
-    if not 0.0 < alpha <= 1.0:
-        raise ReIDError(f"bootstrap: alpha must be in (0, 1], got {alpha}")
+    rounds = positive_int("bootstrap: rounds", rounds)
+    min_transits = positive_int("bootstrap: min_transits", min_transits)
+    alpha = as_float("bootstrap: alpha", alpha, 0.0, 1.0, low_open=True)
+    min_similarity = as_float("bootstrap: min_similarity", min_similarity, -1.0, 1.0)
+    margin = as_float("bootstrap: margin", margin, 0.0, 1.0)
     pair_i, pair_j = candidate_pairs(tracklets, neighbours=neighbours)
     d, cams = tracklets.descriptors, tracklets.cams
     starts, ends = tracklets.starts, tracklets.ends
@@ -463,7 +464,8 @@ def bootstrap_transit(
             later,
             earlier,
             gaps,
-            floor=sigma_bins * bin_width,
+            # A peak is at least one bin wide, however little the smoothing.
+            floor=max(sigma_bins, 1.0) * bin_width,
             min_transits=min_transits,
             alpha=alpha,
             num_pairs=camera_ids.size * (camera_ids.size - 1),
