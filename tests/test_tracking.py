@@ -202,8 +202,8 @@ def test_transit_model_without_a_camera_falls_back_with_one_warning(
 
 
 def test_demo_tracking_renders_tracks_and_compares_modes(network, tmp_path):
+    from mtmct_reid.mtmc.modes import demo_tracking
     from mtmct_reid.mtmc.synth_video import VideoSynthConfig
-    from mtmct_reid.mtmc.tracking import demo_tracking
 
     config = VideoSynthConfig.small(duration=20.0, num_ids=6, lookalike_fraction=0.0)
     result = demo_tracking(tmp_path, network / "model.ckpt", config=config, per_tracklet=1)

@@ -129,11 +129,11 @@ def run_track(args: argparse.Namespace) -> int:
     from mtmct_reid._io import check_output
     from mtmct_reid.errors import ReIDError
     from mtmct_reid.mtmc.associate import build_dendrogram, check_threshold
+    from mtmct_reid.mtmc.modes import format_modes
     from mtmct_reid.mtmc.root import read_root
     from mtmct_reid.mtmc.tracking import (
         describe_tracklets,
         fit_transit_from_root,
-        format_modes,
         global_boxes,
         global_ids,
         group_tracklets,
@@ -215,7 +215,7 @@ def run_track(args: argparse.Namespace) -> int:
         scores_text = scores.format_table()
     modes_text = None
     if args.modes:
-        from mtmct_reid.mtmc.tracking import compare_modes
+        from mtmct_reid.mtmc.modes import compare_modes
 
         rows = compare_modes(
             root,

@@ -566,7 +566,7 @@ def _video_config(config: DemoConfig) -> Any:
 def _tracking(folder: Path, checkpoint: Path, config: DemoConfig, video: Any) -> dict[str, Any]:
     """Track people across a small synthetic video network with the demo's model; the transit-time
     model is fitted on that network's labelled training period."""
-    from mtmct_reid.mtmc.tracking import demo_tracking
+    from mtmct_reid.mtmc.modes import demo_tracking
 
     return demo_tracking(
         folder,

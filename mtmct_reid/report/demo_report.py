@@ -252,7 +252,7 @@ def tracking_markdown(tracking: Mapping[str, Any], out: Path) -> list[str]:
             ``pictures``).
         out: the output folder (pictures are linked relative to it).
     """
-    from mtmct_reid.mtmc.tracking import format_modes
+    from mtmct_reid.mtmc.modes import format_modes
 
     lines = [
         "## Multi-camera tracking",
