@@ -47,7 +47,8 @@ def _data(tracklets: int, cameras: int, dim: int, seed: int) -> dict[str, np.nda
 
 
 def run_one(tracklets: int, cameras: int, dim: int, neighbours: int, with_scipy: bool) -> dict:
-    from mtmct_reid.mtmc.associate import Tracklets, build_dendrogram, tracklet_idf1
+    from mtmct_reid.mtmc.associate import Tracklets, build_dendrogram
+    from mtmct_reid.mtmc.threshold import tracklet_idf1
     from mtmct_reid.mtmc.transit_fit import fit_transit_from_visits
 
     train = _data(tracklets, cameras, dim, seed=1)

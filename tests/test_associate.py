@@ -19,15 +19,13 @@ from mtmct_reid.mtmc.associate import (
     TransitCue,
     agglomerate,
     associate,
-    box_quality,
     build_dendrogram,
     candidate_pairs,
     check_threshold,
-    choose_threshold,
     pair_scores,
-    tracklet_descriptors,
-    tracklet_idf1,
 )
+from mtmct_reid.mtmc.descriptors import box_quality, tracklet_descriptors
+from mtmct_reid.mtmc.threshold import choose_threshold, tracklet_idf1
 from mtmct_reid.mtmc.transit_fit import (
     bootstrap_transit,
     fit_transit_from_visits,

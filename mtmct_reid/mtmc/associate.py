@@ -2,9 +2,8 @@
 
 The stage works on plain arrays so that any tracker's output can feed it:
 
-* **Descriptors.** A tracklet is described by the quality-weighted mean of the unit features of its
-  boxes (:func:`box_quality`, :func:`tracklet_descriptors`): tiny boxes and boxes mostly covered by
-  another box of the same frame are dropped, the rest weigh by how much of them is visible.
+* **Descriptors.** One unit vector per tracklet (:mod:`mtmct_reid.mtmc.descriptors` makes them from
+  the features of its boxes).
 * **Times.** Each tracklet has an entry and an exit time on the network's common clock.
 * **Pair scores.** Only tracklets of different cameras are compared. The appearance cue is the cosine
   of the descriptors; the timing cue is the transit-time probability of the gap from the exit of the
@@ -25,6 +24,8 @@ The stage works on plain arrays so that any tracker's output can feed it:
   pair of clusters whose union breaks no cannot-link is merged while its linkage is at least the stop
   threshold. Constraints are checked on the members of both clusters at merge time, so they hold on
   every output, candidate pair or not.
+
+The stop threshold is chosen on labelled tracklets by :mod:`mtmct_reid.mtmc.threshold`.
 
 Example:
     >>> rng = np.random.default_rng(0)
@@ -58,10 +59,6 @@ log = logging.getLogger(__name__)
 DEFAULT_NEIGHBOURS = 30
 #: Rows of the similarity matrix computed at once (rows × tracklets float32 at a time).
 DEFAULT_CHUNK = 1024
-#: Boxes lower than this (pixels) say little about a person's appearance.
-DEFAULT_MIN_HEIGHT = 24.0
-#: Boxes with more than this fraction of their area covered by another box are dropped.
-DEFAULT_MAX_OVERLAP = 0.6
 
 
 # ----------------------------------------------------------------------------------------------
@@ -133,119 +130,6 @@ class Tracklets:
     def dim(self) -> int:
         """Descriptor dimension D."""
         return int(self.descriptors.shape[1])
-
-
-def box_quality(
-    frames: np.ndarray,
-    boxes: np.ndarray,
-    *,
-    min_height: float = DEFAULT_MIN_HEIGHT,
-    max_overlap: float = DEFAULT_MAX_OVERLAP,
-) -> np.ndarray:
-    """Weight of each box of one camera in its tracklet's descriptor: the visible fraction of its
-    area, 0 for boxes lower than ``min_height`` or covered more than ``max_overlap`` by one other
-    box of the same frame.
-
-    Args:
-        frames: frame number per box [N].
-        boxes: ``x, y, w, h`` per box [N, 4] (pixels).
-        min_height: boxes lower than this get weight 0.
-        max_overlap: boxes whose largest covered fraction exceeds this get weight 0.
-
-    Returns:
-        float64 [N] weights in [0, 1].
-
-    Example:
-        >>> box_quality(np.array([1, 1, 2]), np.array([[0, 0, 40, 80], [10, 0, 40, 80], [0, 0, 5, 10]]))
-        array([0., 0., 0.])
-        >>> box_quality(np.array([1, 1]), np.array([[0, 0, 40, 80], [30, 0, 40, 80]]))
-        array([0.75, 0.75])
-    """
-    frames = np.asarray(frames)
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    n = frames.shape[0]
-    if boxes.shape[0] != n:
-        raise ReIDError(f"box_quality: {boxes.shape[0]} boxes for {n} frame numbers")
-    order = np.argsort(frames, kind="stable")
-    f = frames[order]
-    x0, y0 = boxes[order, 0], boxes[order, 1]
-    x1, y1 = x0 + boxes[order, 2], y0 + boxes[order, 3]
-    area = np.maximum(boxes[order, 2] * boxes[order, 3], 1e-9)
-    sorted_covered = np.zeros(n)
-    if n:
-        # Boxes of one frame are neighbours after the sort: compare each with the one `shift` on.
-        _, counts = np.unique(f, return_counts=True)
-        for shift in range(1, int(counts.max())):
-            a, b = np.arange(n - shift), np.arange(shift, n)
-            same = f[a] == f[b]
-            a, b = a[same], b[same]
-            width = np.minimum(x1[a], x1[b]) - np.maximum(x0[a], x0[b])
-            height = np.minimum(y1[a], y1[b]) - np.maximum(y0[a], y0[b])
-            inter = np.clip(width, 0, None) * np.clip(height, 0, None)
-            np.maximum.at(sorted_covered, a, inter / area[a])
-            np.maximum.at(sorted_covered, b, inter / area[b])
-    covered = np.empty(n)
-    covered[order] = sorted_covered
-    weights = np.clip(1.0 - covered, 0.0, 1.0)
-    weights[(boxes[:, 3] < min_height) | (covered > max_overlap)] = 0.0
-    return weights
-
-
-def tracklet_descriptors(
-    features: np.ndarray, tracklet: np.ndarray, weights: np.ndarray, num_tracklets: int
-) -> np.ndarray:
-    """Quality-weighted mean of the unit features of each tracklet's boxes, normalised.
-
-    A tracklet whose boxes all have weight 0 (all tiny or covered) falls back to the plain mean of
-    its boxes: a poor descriptor is better than none.
-
-    Args:
-        features: one feature per box [N, D].
-        tracklet: tracklet index 0..T-1 per box [N].
-        weights: weight per box [N] (e.g. :func:`box_quality`).
-        num_tracklets: T.
-
-    Returns:
-        float32 [T, D] unit descriptors.
-
-    Raises:
-        ReIDError: a tracklet without any box.
-
-    Example:
-        >>> tracklet_descriptors(np.array([[1.0, 0], [0, 2], [0, 1]]), np.array([0, 0, 1]),
-        ...                      np.array([1.0, 0.0, 1.0]), 2)
-        array([[1., 0.],
-               [0., 1.]], dtype=float32)
-    """
-    from scipy.sparse import csr_matrix
-
-    features = np.asarray(features, dtype=np.float32)
-    tracklet = np.asarray(tracklet, dtype=np.int64)
-    weights = np.asarray(weights, dtype=np.float64)
-    if (
-        features.ndim != 2
-        or tracklet.shape != (features.shape[0],)
-        or weights.shape != tracklet.shape
-    ):
-        raise ReIDError(
-            f"tracklet descriptors: {features.shape} features, {tracklet.shape} tracklet indices "
-            f"and {weights.shape} weights do not match"
-        )
-    boxes_per = np.bincount(tracklet, minlength=num_tracklets)
-    if boxes_per.size > num_tracklets or np.any(boxes_per == 0):
-        empty = np.flatnonzero(boxes_per[:num_tracklets] == 0)
-        which = int(empty[0]) if empty.size else int(tracklet.max())
-        raise ReIDError(f"tracklet descriptors: tracklet {which} has no box (of {num_tracklets})")
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    unit = features / np.maximum(norms, 1e-12)
-    total = np.bincount(tracklet, weights=weights, minlength=num_tracklets)
-    weights = np.where(total[tracklet] > 0, weights, 1.0)
-    matrix = csr_matrix(
-        (weights, (tracklet, np.arange(tracklet.size))), shape=(num_tracklets, tracklet.size)
-    )
-    mean = np.asarray(matrix @ unit, dtype=np.float32)
-    mean /= np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
-    return mean
 
 
 # ----------------------------------------------------------------------------------------------
@@ -748,85 +632,3 @@ def associate(
         chunk=chunk,
         progress=progress,
     ).labels(threshold)
-
-
-# ----------------------------------------------------------------------------------------------
-# Choosing the stop threshold on labelled tracklets
-
-
-def tracklet_idf1(labels: np.ndarray, truth: np.ndarray, frames: np.ndarray) -> float:
-    """Identity F1 of a labelling of tracklets, each weighing its number of frames: the share of
-    frames whose predicted identity is matched (one-to-one, maximum overlap) to its true identity.
-    Equal to the multi-camera IDF1 when the tracklets are the ground truth's own tracks.
-
-    Args:
-        labels: predicted identity per tracklet [T].
-        truth: true identity per tracklet [T].
-        frames: frames per tracklet [T].
-
-    Example:
-        >>> tracklet_idf1(np.array([0, 0, 1]), np.array([5, 6, 6]), np.array([10, 10, 10]))
-        0.6666666666666666
-    """
-    from scipy.optimize import linear_sum_assignment
-    from scipy.sparse import coo_matrix
-
-    labels = np.unique(np.asarray(labels), return_inverse=True)[1].reshape(-1)
-    truth = np.unique(np.asarray(truth), return_inverse=True)[1].reshape(-1)
-    frames = np.asarray(frames, dtype=np.float64)
-    total = frames.sum()
-    if total <= 0:
-        return 0.0
-    overlap = coo_matrix((frames, (labels, truth))).tocsr()
-    overlap.sum_duplicates()
-    dense = overlap.toarray()
-    rows, cols = linear_sum_assignment(dense, maximize=True)
-    return float(dense[rows, cols].sum() / total)
-
-
-def threshold_grid(dendrogram: Dendrogram, size: int = 400) -> np.ndarray:
-    """Thresholds worth trying on a dendrogram: cuts at (quantiles of) its merge linkages, where the
-    labels change, and just above the highest one (no merge).
-
-    Example:
-        >>> threshold_grid(Dendrogram(3, np.array([0, 0]), np.array([1, 2]), np.array([0.8, 0.3])))
-        array([0.3  , 0.8  , 0.801])
-    """
-    values = np.unique(dendrogram.linkage)
-    if values.size > size:
-        values = np.unique(np.quantile(values, np.linspace(0.0, 1.0, size)))
-    top = values.max() if values.size else 0.5
-    above = min(top + 1e-3, 0.5 * (top + 1.0))
-    return np.append(values, above)
-
-
-def choose_threshold(
-    dendrogram: Dendrogram,
-    truth: np.ndarray,
-    frames: np.ndarray,
-    grid: np.ndarray | None = None,
-) -> tuple[float, float]:
-    """The stop threshold with the best :func:`tracklet_idf1` on labelled tracklets.
-
-    Args:
-        dendrogram: merges of the labelled tracklets, built down to the grid's lowest value.
-        truth: true identity per tracklet.
-        frames: frames per tracklet.
-        grid: thresholds tried (default :func:`threshold_grid`).
-
-    Returns:
-        (threshold, its IDF1); ties go to the highest threshold (fewest merges).
-
-    Example:
-        >>> d = Dendrogram(3, np.array([0, 0]), np.array([1, 2]), np.array([0.8, 0.3]))
-        >>> choose_threshold(d, np.array([7, 7, 8]), np.ones(3))
-        (0.8, 1.0)
-    """
-    if grid is None:
-        grid = threshold_grid(dendrogram)
-    best = (float(grid[-1]), -1.0)
-    for value in sorted((float(v) for v in grid), reverse=True):
-        score = tracklet_idf1(dendrogram.labels(value), truth, frames)
-        if score > best[1] + 1e-12:
-            best = (value, score)
-    return best

@@ -20,7 +20,8 @@ import numpy as np
 
 from mtmct_reid._io import atomic_path, write_text
 from mtmct_reid.errors import ReIDError
-from mtmct_reid.mtmc.associate import Tracklets, box_quality, tracklet_descriptors
+from mtmct_reid.mtmc.associate import Tracklets
+from mtmct_reid.mtmc.descriptors import box_quality, tracklet_descriptors
 from mtmct_reid.mtmc.root import Boxes, MTMCRoot, write_aicity, write_mot
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class RootTracklets:
         starts: common-clock time of the first box [T].
         ends: time of the last box [T].
         frames: boxes per tracklet [T].
-        weights: :func:`~mtmct_reid.mtmc.associate.box_quality` of each box [N].
+        weights: :func:`~mtmct_reid.mtmc.descriptors.box_quality` of each box [N].
     """
 
     boxes: Boxes
@@ -445,7 +446,8 @@ def cut_threshold(
 ) -> tuple[float, float]:
     """The stop threshold with the best IDF1 on labelled tracklets (a training period), for the
     given transit-time model (None: appearance only). Returns (threshold, training IDF1)."""
-    from mtmct_reid.mtmc.associate import DEFAULT_NEIGHBOURS, build_dendrogram, choose_threshold
+    from mtmct_reid.mtmc.associate import DEFAULT_NEIGHBOURS, build_dendrogram
+    from mtmct_reid.mtmc.threshold import choose_threshold
 
     dendrogram = build_dendrogram(
         train,
