@@ -36,7 +36,7 @@ from mtmct_reid.data.image_size import as_image_size
 from mtmct_reid.data.images import ImageDataset
 from mtmct_reid.data.records import Records
 from mtmct_reid.errors import ReIDError
-from mtmct_reid.features import FeatureExtractor, split_featureset
+from mtmct_reid.features import FeatureExtractor, check_loader_options, split_featureset
 from mtmct_reid.validation import positive_int
 
 log = logging.getLogger(__name__)
@@ -217,10 +217,7 @@ def extract_featureset_distributed(
         ...                                devices=4, accelerator="gpu")  # doctest: +SKIP
     """
     accelerator = check_devices(accelerator, devices, num_nodes)
-    if batch_size < 1:
-        raise ReIDError(f"batch_size must be positive, got {batch_size}")
-    if num_workers < 0:
-        raise ReIDError(f"num_workers must be >= 0, got {num_workers}")
+    check_loader_options(batch_size, num_workers)
     size = as_image_size(image_size)
     out = Path(out)
     query, gallery = records.split("query"), records.split("gallery")

@@ -59,6 +59,21 @@ def normalize_parts(feats: ArrayOrTensor) -> ArrayOrTensor:
     return (feats * (scale / norms)).reshape(feats.shape[0], -1).astype(feats.dtype, copy=False)
 
 
+def check_loader_options(batch_size: int, num_workers: int) -> None:
+    """Refuse a batch size below 1 or a negative number of loader workers, naming the option.
+
+    Example:
+        >>> check_loader_options(0, 2)
+        Traceback (most recent call last):
+        ...
+        mtmct_reid.errors.ReIDError: batch_size must be positive, got 0
+    """
+    if batch_size < 1:
+        raise ReIDError(f"batch_size must be positive, got {batch_size}")
+    if num_workers < 0:
+        raise ReIDError(f"num_workers must be >= 0, got {num_workers}")
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` → CUDA when available, else CPU; anything else is checked to exist.
 
@@ -160,10 +175,7 @@ class FeatureExtractor:
             raise TypeError(f"model {type(model).__name__} has no extract(x) method")
         if str(precision) not in PRECISIONS:
             raise ReIDError(f"precision '{precision}': expected one of {', '.join(PRECISIONS)}")
-        if batch_size < 1:
-            raise ReIDError(f"batch_size must be positive, got {batch_size}")
-        if num_workers < 0:
-            raise ReIDError(f"num_workers must be >= 0, got {num_workers}")
+        check_loader_options(batch_size, num_workers)
         self.image_size = as_image_size(image_size)
         self.device = resolve_device(device)
         self.model = model.to(self.device)
@@ -205,10 +217,7 @@ class FeatureExtractor:
         """
         from mtmct_reid.export import OnnxReIDModel
 
-        if batch_size < 1:
-            raise ReIDError(f"batch_size must be positive, got {batch_size}")
-        if num_workers < 0:
-            raise ReIDError(f"num_workers must be >= 0, got {num_workers}")
+        check_loader_options(batch_size, num_workers)
         onnx = OnnxReIDModel(path, threads=threads, image_size=image_size)
         self = cls.__new__(cls)
         self.onnx = onnx

@@ -234,10 +234,6 @@ def run_search(args: argparse.Namespace) -> int:
     from mtmct_reid.gallery import gallery_featureset_cached, load_gallery_features
     from mtmct_reid.retrieval.search import search_gallery
 
-    if args.top_k < 1:
-        raise ReIDError(f"--top-k must be positive, got {args.top_k}")
-    if args.batch_size < 1:
-        raise ReIDError(f"--batch-size must be positive, got {args.batch_size}")
     inputs = (
         args.features,
         args.gallery,

@@ -28,6 +28,7 @@ from mtmct_reid.index.settings import (
     faiss_threads,
     require_faiss,
 )
+from mtmct_reid.validation import positive_int
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +158,7 @@ class GalleryIndex:
         ivf = self._ivf()
         if ivf is None:
             return
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ReIDError(f"nprobe must be a positive integer, got {value!r}")
-        ivf.nprobe = int(min(value, ivf.nlist))
+        ivf.nprobe = min(positive_int("nprobe", value), int(ivf.nlist))
 
     def _ivf(self) -> Any:
         faiss = require_faiss()
@@ -188,8 +187,7 @@ class GalleryIndex:
             )
         if not np.isfinite(queries).all():
             raise ReIDError("query features contain NaN or inf")
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise ReIDError(f"k must be a positive integer, got {k!r}")
+        k = positive_int("k", k)
         unit = _unit_rows(queries)
         faiss = require_faiss()
         wanted = int(k) if self.vectors is None or self.kind == "flat" else max(k, self.rescore)

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mtmct_reid.errors import ReIDError
 from mtmct_reid.index.faiss_index import GalleryIndex
 from mtmct_reid.retrieval.search import RANKED_JOINT, SearchResult
+from mtmct_reid.validation import positive_int
 
 if TYPE_CHECKING:
     from mtmct_reid.retrieval.fusion import FusionParams
@@ -146,10 +146,7 @@ def search_index(
     from mtmct_reid.retrieval.fusion import DEFAULT_FUSION
     from mtmct_reid.retrieval.search import search_gallery
 
-    if isinstance(candidates, bool) or not isinstance(candidates, int | np.integer):
-        raise ReIDError(f"candidates must be a positive integer, got {candidates!r}")
-    if candidates < 1:
-        raise ReIDError(f"candidates must be a positive integer, got {candidates!r}")
+    candidates = positive_int("candidates", candidates)
     queries = np.asarray(query_features)
     scores, rows = index.search(queries, int(min(candidates, len(index))))
     n = len(queries)

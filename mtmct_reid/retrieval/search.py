@@ -22,6 +22,7 @@ from mtmct_reid.featureset import (
 )
 from mtmct_reid.retrieval.fusion import DEFAULT_FUSION, FusionParams, fuse
 from mtmct_reid.retrieval.protocol import ignored_for_query, normalise_rows
+from mtmct_reid.validation import positive_int
 
 if TYPE_CHECKING:
     from mtmct_reid.retrieval.transit import TransitTimeModel
@@ -146,14 +147,8 @@ def search_gallery(
     cams = _query_column(query_cams, n, "query cameras", np.int64)
     times = _query_column(query_times, n, "query times", np.float64)
     pids = None if query_pids is None else _query_column(query_pids, n, "query ids", np.int64)
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
-        raise ReIDError(f"top_k must be a positive integer, got {top_k!r}")
-    if (
-        isinstance(chunk_size, bool)
-        or not isinstance(chunk_size, (int, np.integer))
-        or chunk_size < 1
-    ):
-        raise ReIDError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    top_k = positive_int("top_k", top_k)
+    chunk_size = positive_int("chunk_size", chunk_size)
 
     gallery_unit = normalise_rows(gallery.features)
     query_unit = normalise_rows(queries)
