@@ -144,6 +144,19 @@ def test_joint_scores_match_dense_reference(approximate, tied):
     )
     for got, again in zip((visual_got, joint_got), full_rows, strict=True):
         np.testing.assert_allclose(again, got, atol=1e-6, rtol=0)
+    # Room for the mirrored gallery tiles but not for the kept query x gallery block (what the
+    # default keeps as well): the gallery rows compute their query columns, the same distances.
+    tiles_only = rerank(
+        x,
+        nq,
+        joint=joint,
+        chunk_size=64,
+        progress=False,
+        approximate_search=approximate,
+        tile_memory=250 * 250 // 4 * 8,
+    )
+    for got, again in zip((visual_got, joint_got), tiles_only, strict=True):
+        np.testing.assert_allclose(again, got, atol=1e-6, rtol=0)
     # The query rows' exact scores were handed over once each, for the modes without re-ranking.
     assert [(a, b) for a, b, _, _ in seen] == [(0, 50)]
     np.testing.assert_allclose(seen[0][2], visual[:nq, nq:], atol=1e-6)

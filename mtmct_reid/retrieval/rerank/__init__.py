@@ -198,6 +198,10 @@ def rerank(
                 if table in which:
                     table.add_exact(part, block)
             seconds["neighbour selection"] += time.perf_counter() - tic
+            keeper = mirror if approximate_search else exact_tiles
+            if keeper is not None and part[0] < num_query:
+                for kind, block in enumerate(scores):
+                    keeper.keep_query(first, last, block[:, num_query:], kind)
             if query_rows is not None and part[0] < num_query:
                 query_rows(
                     first,
@@ -207,13 +211,25 @@ def rerank(
                 )
 
     num_gallery = num_total - num_query
+    # The query x gallery block, kept from the query rows for the gallery rows' query columns
+    # (visual in the search's precision, joint in float32).
+    query_block_bytes = (
+        num_query * num_gallery * ((2 if approximate_search else 4) + 4 * bool(joint))
+    )
+    mirror = exact_tiles = None
     # Without the bfloat16 search, float32 gallery rows are mirrored the same way (float32 tiles).
-    exact_tiles = None
-    if (
-        not approximate_search
-        and num_gallery * num_gallery // 4 * 4 * (1 + bool(joint)) <= tile_memory
-    ):
-        exact_tiles = _MirroredTiles(num_query, num_total, chunk_size)
+    tile_bytes = num_gallery * num_gallery // 4 * 4 * (1 + bool(joint))
+    if not approximate_search and tile_bytes <= tile_memory:
+        exact_tiles = _MirroredTiles(
+            num_query,
+            num_total,
+            chunk_size,
+            keep_query=tile_bytes + query_block_bytes <= tile_memory,
+        )
+        if exact_tiles.query_block is not None:
+            exact_tiles.query_block[0] = np.empty((num_query, num_gallery), dtype=np.float32)
+            if joint:
+                exact_tiles.query_block[1] = np.empty((num_query, num_gallery), dtype=np.float32)
     if approximate_search:
         features_bf16 = features_t.to(torch.bfloat16)
         error_bound = bf16_error_bounds(features, features_bf16)
@@ -221,9 +237,18 @@ def rerank(
         widened_buffer = torch.empty((rows_wide if joint else 0, num_total), dtype=torch.float32)
         # bfloat16 visual tiles, and float32 joint ones: a quarter of the gallery x gallery matrix each.
         tile_bytes = num_gallery * num_gallery // 4 * (2 + 4 * bool(joint))
-        mirror = (
-            _MirroredTiles(num_query, num_total, chunk_size) if tile_bytes <= tile_memory else None
-        )
+        if tile_bytes <= tile_memory:
+            mirror = _MirroredTiles(
+                num_query,
+                num_total,
+                chunk_size,
+                keep_query=tile_bytes + query_block_bytes <= tile_memory,
+            )
+            if mirror.query_block is not None:
+                # bfloat16 roundings of exact scores: within the bound of a bfloat16 product.
+                mirror.query_block[0] = torch.empty((num_query, num_gallery), dtype=torch.bfloat16)
+                if joint:
+                    mirror.query_block[1] = np.empty((num_query, num_gallery), dtype=np.float32)
 
         def visual_upper(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
             return values + bf16_half_ulp(values) + error_bound[rows]
@@ -286,6 +311,7 @@ def rerank(
                 if rows_failed.size:
                     exact_rows(rows_failed, [table])
             bar.update(stop - start)
+    mirror = exact_tiles = None  # release the kept tiles before the encoding
     log.debug(
         "re-ranking: %s", ", ".join(f"{name} {value:.2f} s" for name, value in seconds.items())
     )
@@ -354,12 +380,31 @@ class _MirroredTiles:
     copies of the tiles right of its diagonal tile for the later blocks, and takes its columns left of
     the diagonal from the tiles earlier blocks kept for it (transposed), which are then released. The
     kept tiles peak at a quarter of the gallery x gallery matrix, at the middle block.
+
+    With ``keep_query``, the query rows' scores against the gallery are kept too (in the arrays the
+    caller puts in ``query_block``, one per kind of score), and no gallery block computes its query
+    columns.
     """
 
-    def __init__(self, num_query: int, num_total: int, block: int) -> None:
+    def __init__(
+        self, num_query: int, num_total: int, block: int, keep_query: bool = False
+    ) -> None:
         self.num_query = num_query
         self.bounds = [*range(num_query, num_total, block), num_total]
         self.kept: dict[tuple[int, int, int], object] = {}
+        self.query_block: list[object] | None = [None, None] if keep_query else None
+
+    def keep_query(self, first: int, last: int, scores: np.ndarray, kind: int) -> None:
+        """Keep query rows ``first:last``'s exact scores ``scores`` against the gallery."""
+        if self.query_block is None:
+            return
+        target = self.query_block[kind]
+        if hasattr(target, "copy_"):
+            import torch
+
+            target[first:last].copy_(torch.from_numpy(scores))
+        else:
+            target[first:last] = scores
 
     def fill(self, start: int, stop: int, rows: object, kind: int) -> list[slice]:
         """Copy the kept tiles into ``rows`` (block ``start:stop``); return the columns to compute."""
@@ -367,6 +412,10 @@ class _MirroredTiles:
         for k in range(i):
             tile = self.kept.pop((kind, k, i))
             rows[:, self.bounds[k] : self.bounds[k + 1]] = tile.T
+        if self.query_block is not None:
+            gallery = slice(start - self.num_query, stop - self.num_query)
+            rows[:, : self.num_query] = self.query_block[kind][:, gallery].T
+            return [slice(start, None)]
         return [slice(0, self.num_query), slice(start, None)]
 
     def keep(self, start: int, stop: int, rows: object, kind: int) -> None:
