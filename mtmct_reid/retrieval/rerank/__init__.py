@@ -288,10 +288,11 @@ def rerank(
             if joint is not None:
                 assert joint_buffer is not None
                 widened = widened_buffer[: stop - start]
-                widened.copy_(approx)
                 joint_rows = joint_buffer[: stop - start]
                 computed = mirror.fill(start, stop, joint_rows, 1) if mirror else [slice(None)]
                 for cols in computed:
+                    # Only the columns fused here: the mirrored ones come with their joint scores.
+                    widened[:, cols].copy_(approx[:, cols])
                     joint.fuse_rows(rows, widened.numpy()[:, cols], joint_rows[:, cols], cols)
                 if mirror:
                     mirror.keep(start, stop, joint_rows, 1)
