@@ -144,23 +144,44 @@ def test_joint_scores_match_dense_reference(approximate, tied):
     )
     for got, again in zip((visual_got, joint_got), full_rows, strict=True):
         np.testing.assert_allclose(again, got, atol=1e-6, rtol=0)
-    # Room for the mirrored gallery tiles but not for the kept query x gallery block (what the
-    # default keeps as well): the gallery rows compute their query columns, the same distances.
-    tiles_only = rerank(
-        x,
-        nq,
-        joint=joint,
-        chunk_size=64,
-        progress=False,
-        approximate_search=approximate,
-        tile_memory=250 * 250 // 4 * 8,
-    )
-    for got, again in zip((visual_got, joint_got), tiles_only, strict=True):
-        np.testing.assert_allclose(again, got, atol=1e-6, rtol=0)
     # The query rows' exact scores were handed over once each, for the modes without re-ranking.
     assert [(a, b) for a, b, _, _ in seen] == [(0, 50)]
     np.testing.assert_allclose(seen[0][2], visual[:nq, nq:], atol=1e-6)
     np.testing.assert_allclose(seen[0][3], fused[:nq, nq:], atol=1e-6)
+
+
+@pytest.mark.parametrize("with_joint", [False, True], ids=["visual", "joint"])
+def test_rows_the_bound_cannot_prove_among_proven_ones_match_dense_reference(with_joint, caplog):
+    # Tied samples (bounds cannot decide their exact ties) shuffled among clustered ones, in
+    # orthogonal subspaces: each gallery block re-scores a scattered subset of its rows in float32
+    # and proves the others.
+    query, gallery = clustered(40, 260, 24, seed=8)
+    clustered_rows = np.pad(l2_normalise(np.concatenate([query, gallery])), ((0, 0), (0, 24)))
+    tied_rows = np.pad(tied_features(140, 24, seed=8), ((0, 0), (24, 0)))
+    rng = np.random.default_rng(8)
+    gallery = np.concatenate([clustered_rows[40:], tied_rows])[rng.permutation(400)]
+    x = np.concatenate([clustered_rows[:40], gallery])
+    n, nq = len(x), 40
+    probability = rng.choice([0.0, 0.0, 0.02, 0.1, 0.3], size=(n, n)).astype(np.float32)
+    probability = np.triu(probability, 1) + np.triu(probability, 1).T
+    joint = PairJoint(probability, FusionParams(lambda0=1.0, gamma0=5.0, lambda1=2.0, gamma1=5.0))
+    with caplog.at_level(logging.DEBUG, logger="mtmct_reid.retrieval.rerank"):
+        got = rerank(
+            x,
+            nq,
+            joint=joint if with_joint else None,
+            chunk_size=64,
+            progress=False,
+            approximate_search=True,
+        )
+    [message] = [r.getMessage() for r in caplog.records if "exact float32 row" in r.getMessage()]
+    fallbacks = [int(word) for word in message.split()[1:4:2] if word.isdigit()]
+    assert all(0 < count < 400 for count in fallbacks), message
+    visual = x @ x.T
+    matrices = [visual, fuse(visual, probability, joint.fusion)] if with_joint else [visual]
+    for matrix, distances in zip(matrices, got, strict=True):
+        expected = re_ranking(matrix[:nq, nq:], matrix[:nq, :nq], matrix[nq:, nq:])
+        np.testing.assert_allclose(distances, expected, atol=1e-5, rtol=0)
 
 
 def test_approximate_search_proves_most_rows(caplog):

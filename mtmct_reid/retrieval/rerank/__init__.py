@@ -173,11 +173,9 @@ def rerank(
             tic = time.perf_counter()
             # numpy's BLAS: about twice torch's float32 product on CPUs where MKL is slow (AMD).
             visual = exact_buffer[: len(part)]
-            if tiles is None:
-                np.matmul(features[part], features.T, out=visual)
-            else:
-                for cols in tiles.fill(first, last, visual, 0):
-                    visual[:, cols] = features[first:last] @ features[cols].T
+            for cols in columns_to_compute(part, visual, 0, tiles):
+                np.matmul(features[part], features[cols].T, out=visual[:, cols])
+            if tiles is not None:
                 tiles.keep(first, last, visual, 0)
             toc = time.perf_counter()
             seconds["products"] += toc - tic
@@ -185,11 +183,9 @@ def rerank(
             if joint is not None:
                 assert joint_buffer is not None
                 joint_rows = joint_buffer[: len(part)]
-                if tiles is None:
-                    joint.fuse_rows(part, visual, joint_rows)
-                else:
-                    for cols in tiles.fill(first, last, joint_rows, 1):
-                        joint.fuse_rows(part, visual[:, cols], joint_rows[:, cols], cols)
+                for cols in columns_to_compute(part, joint_rows, 1, tiles):
+                    joint.fuse_rows(part, visual[:, cols], joint_rows[:, cols], cols)
+                if tiles is not None:
                     tiles.keep(first, last, joint_rows, 1)
                 scores.append(joint_rows)
             tic = time.perf_counter()
@@ -198,10 +194,6 @@ def rerank(
                 if table in which:
                     table.add_exact(part, block)
             seconds["neighbour selection"] += time.perf_counter() - tic
-            keeper = mirror if approximate_search else exact_tiles
-            if keeper is not None and part[0] < num_query:
-                for kind, block in enumerate(scores):
-                    keeper.keep_query(first, last, block[:, num_query:], kind)
             if query_rows is not None and part[0] < num_query:
                 query_rows(
                     first,
@@ -210,26 +202,38 @@ def rerank(
                     scores[1][:, num_query:] if joint is not None else None,
                 )
 
+    def columns_to_compute(
+        rows: np.ndarray, buffer: object, kind: int, tiles: _MirroredTiles | None
+    ) -> list[slice]:
+        """Fill what is known of score rows ``rows`` (of kind 0 visual, 1 joint) into ``buffer``;
+        return the columns left to compute.
+
+        The matrices are symmetric: gallery rows take their query columns from the query rows'
+        exact scores, which the tables keep (and ``tiles`` the gallery columns left of the block).
+        Into a bfloat16 buffer they are rounded, within the bound of a bfloat16 product.
+        """
+        if rows[0] < num_query:
+            return [slice(None)]
+        first, last = int(rows[0]), int(rows[-1]) + 1
+        contiguous = last - first == len(rows)
+        gallery = slice(first - num_query, last - num_query) if contiguous else rows - num_query
+        known = tables[kind].query_gallery[:, gallery].T
+        if isinstance(buffer, torch.Tensor):
+            buffer[:, :num_query].copy_(torch.from_numpy(known))
+        else:
+            buffer[:, :num_query] = known
+        if tiles is None:
+            return [slice(num_query, None)]
+        return tiles.fill(first, last, buffer, kind)
+
     num_gallery = num_total - num_query
-    # The query x gallery block, kept from the query rows for the gallery rows' query columns
-    # (visual in the search's precision, joint in float32).
-    query_block_bytes = (
-        num_query * num_gallery * ((2 if approximate_search else 4) + 4 * bool(joint))
-    )
-    mirror = exact_tiles = None
     # Without the bfloat16 search, float32 gallery rows are mirrored the same way (float32 tiles).
-    tile_bytes = num_gallery * num_gallery // 4 * 4 * (1 + bool(joint))
-    if not approximate_search and tile_bytes <= tile_memory:
-        exact_tiles = _MirroredTiles(
-            num_query,
-            num_total,
-            chunk_size,
-            keep_query=tile_bytes + query_block_bytes <= tile_memory,
-        )
-        if exact_tiles.query_block is not None:
-            exact_tiles.query_block[0] = np.empty((num_query, num_gallery), dtype=np.float32)
-            if joint:
-                exact_tiles.query_block[1] = np.empty((num_query, num_gallery), dtype=np.float32)
+    exact_tiles = mirror = None
+    if (
+        not approximate_search
+        and num_gallery * num_gallery // 4 * 4 * (1 + bool(joint)) <= tile_memory
+    ):
+        exact_tiles = _MirroredTiles(num_query, num_total, chunk_size)
     if approximate_search:
         features_bf16 = features_t.to(torch.bfloat16)
         error_bound = bf16_error_bounds(features, features_bf16)
@@ -238,17 +242,7 @@ def rerank(
         # bfloat16 visual tiles, and float32 joint ones: a quarter of the gallery x gallery matrix each.
         tile_bytes = num_gallery * num_gallery // 4 * (2 + 4 * bool(joint))
         if tile_bytes <= tile_memory:
-            mirror = _MirroredTiles(
-                num_query,
-                num_total,
-                chunk_size,
-                keep_query=tile_bytes + query_block_bytes <= tile_memory,
-            )
-            if mirror.query_block is not None:
-                # bfloat16 roundings of exact scores: within the bound of a bfloat16 product.
-                mirror.query_block[0] = torch.empty((num_query, num_gallery), dtype=torch.bfloat16)
-                if joint:
-                    mirror.query_block[1] = np.empty((num_query, num_gallery), dtype=np.float32)
+            mirror = _MirroredTiles(num_query, num_total, chunk_size)
 
         def visual_upper(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
             return values + bf16_half_ulp(values) + error_bound[rows]
@@ -273,8 +267,7 @@ def rerank(
                 continue
             tic = time.perf_counter()
             approx = approx_buffer[: stop - start]
-            computed = mirror.fill(start, stop, approx, 0) if mirror else [slice(None)]
-            for cols in computed:
+            for cols in columns_to_compute(rows, approx, 0, mirror):
                 approx[:, cols] = torch.mm(features_bf16[start:stop], features_bf16[cols].T)
             if mirror:
                 mirror.keep(start, stop, approx, 0)
@@ -289,9 +282,8 @@ def rerank(
                 assert joint_buffer is not None
                 widened = widened_buffer[: stop - start]
                 joint_rows = joint_buffer[: stop - start]
-                computed = mirror.fill(start, stop, joint_rows, 1) if mirror else [slice(None)]
-                for cols in computed:
-                    # Only the columns fused here: the mirrored ones come with their joint scores.
+                for cols in columns_to_compute(rows, joint_rows, 1, mirror):
+                    # Only the columns fused here: the known ones come with their joint scores.
                     widened[:, cols].copy_(approx[:, cols])
                     joint.fuse_rows(rows, widened.numpy()[:, cols], joint_rows[:, cols], cols)
                 if mirror:
@@ -377,35 +369,16 @@ class _RecentDots:
 class _MirroredTiles:
     """The gallery x gallery part of symmetric approximate score rows, each off-diagonal tile once.
 
-    Gallery block ``i`` computes its query columns and its columns from its own first row on, keeps
-    copies of the tiles right of its diagonal tile for the later blocks, and takes its columns left of
-    the diagonal from the tiles earlier blocks kept for it (transposed), which are then released. The
-    kept tiles peak at a quarter of the gallery x gallery matrix, at the middle block.
-
-    With ``keep_query``, the query rows' scores against the gallery are kept too (in the arrays the
-    caller puts in ``query_block``, one per kind of score), and no gallery block computes its query
-    columns.
+    Gallery block ``i`` computes its gallery columns from its own first row on, keeps copies of the
+    tiles right of its diagonal tile for the later blocks, and takes its columns left of the diagonal
+    from the tiles earlier blocks kept for it (transposed), which are then released. The kept tiles
+    peak at a quarter of the gallery x gallery matrix, at the middle block.
     """
 
-    def __init__(
-        self, num_query: int, num_total: int, block: int, keep_query: bool = False
-    ) -> None:
+    def __init__(self, num_query: int, num_total: int, block: int) -> None:
         self.num_query = num_query
         self.bounds = [*range(num_query, num_total, block), num_total]
         self.kept: dict[tuple[int, int, int], object] = {}
-        self.query_block: list[object] | None = [None, None] if keep_query else None
-
-    def keep_query(self, first: int, last: int, scores: np.ndarray, kind: int) -> None:
-        """Keep query rows ``first:last``'s exact scores ``scores`` against the gallery."""
-        if self.query_block is None:
-            return
-        target = self.query_block[kind]
-        if hasattr(target, "copy_"):
-            import torch
-
-            target[first:last].copy_(torch.from_numpy(scores))
-        else:
-            target[first:last] = scores
 
     def fill(self, start: int, stop: int, rows: object, kind: int) -> list[slice]:
         """Copy the kept tiles into ``rows`` (block ``start:stop``); return the columns to compute."""
@@ -413,11 +386,7 @@ class _MirroredTiles:
         for k in range(i):
             tile = self.kept.pop((kind, k, i))
             rows[:, self.bounds[k] : self.bounds[k + 1]] = tile.T
-        if self.query_block is not None:
-            gallery = slice(start - self.num_query, stop - self.num_query)
-            rows[:, : self.num_query] = self.query_block[kind][:, gallery].T
-            return [slice(start, None)]
-        return [slice(0, self.num_query), slice(start, None)]
+        return [slice(start, None)]
 
     def keep(self, start: int, stop: int, rows: object, kind: int) -> None:
         """Keep the tiles of ``rows`` right of the diagonal for the later blocks."""

@@ -127,13 +127,14 @@ def query_expansion(encoding: sparse.csr_matrix, nearest: np.ndarray) -> sparse.
 def blend_jaccard(
     table: NeighbourTable, encoding: sparse.csr_matrix, lambda_value: float, progress: bool
 ) -> None:
-    """Turn ``table.query_dist`` (original distances) into the final blend with the Jaccard distance.
+    """Turn ``table.query_gallery`` (the query rows' scores) into the final blend of their original
+    distances with the Jaccard distance.
 
     For query q and gallery g the dense code sums min(V[q, f], V[g, f]) over the features f where both
     are non-zero; here the pairs come from V's rows (query side) and columns (gallery side).
 
     Args:
-        table: the neighbour table whose ``query_dist`` is blended in place.
+        table: the neighbour table whose ``query_gallery`` is blended in place.
         encoding: the (query-expanded) sparse encoding V [N, N].
         lambda_value: weight of the original distance.
         progress: show a progress bar.
@@ -166,7 +167,11 @@ def blend_jaccard(
     for start, stop in tqdm(chunks, desc="re-ranking: jaccard", unit="chunk", disable=not progress):
         shared = shared_minimum_sums(query_side[start:stop], gallery_side, num_gallery)
         jaccard = np.float32(1.0) - shared / (np.float32(2.0) - shared)
-        out = table.query_dist[start:stop]
+        out = table.query_gallery[start:stop]
+        # Scores to normalised distances, rounded as ``distance(scores) / row_max``.
+        np.multiply(out, np.float32(-2.0), out=out)
+        out += np.float32(2.0)
+        out /= table.row_max[start:stop, None]
         out *= np.float32(lambda_value)
         out += jaccard * np.float32(1 - lambda_value)
 
@@ -231,4 +236,4 @@ def encode_and_rank(
     if k2 != 1:
         weights = query_expansion(weights, table.index[:, :k2])
     blend_jaccard(table, weights, lambda_value, progress)
-    return table.query_dist
+    return table.query_gallery

@@ -41,8 +41,8 @@ class NeighbourTable:
     ``index[i]`` holds the ``stored`` nearest samples of ``i`` by (normalised distance, index); the
     first ``needed`` are the exact head of the dense ``argsort`` row (ties broken by index).
     ``raw_dist`` holds their distances before normalisation, ``row_max`` the normalisation of each row,
-    and ``query_dist`` the normalised distances from query rows to gallery columns (the blend's second
-    term, later the result).
+    and ``query_gallery`` the exact scores of the query rows against the gallery (the encoding turns
+    them into the blend's second term, then the result, in place).
 
     Args:
         num_total: samples, queries first.
@@ -66,7 +66,7 @@ class NeighbourTable:
         self.index = np.zeros((num_total, stored), dtype=np.int64)
         self.raw_dist = np.zeros((num_total, stored), dtype=np.float32)
         self.row_max = np.zeros(num_total, dtype=np.float32)
-        self.query_dist = np.empty((num_query, num_total - num_query), dtype=np.float32)
+        self.query_gallery = np.empty((num_query, num_total - num_query), dtype=np.float32)
         #: Rows whose approximate candidates could not be proven and were scored in full.
         self.exact_fallbacks = 0
 
@@ -102,10 +102,7 @@ class NeighbourTable:
         self._store(rows, top_index[:, : self.stored], raw[:, : self.stored], row_max)
         for r in np.flatnonzero(rows < self.num_query):
             # Row by row into the result buffer: no [b, Ng] temporaries (fresh pages cost here).
-            out = self.query_dist[rows[r]]
-            np.multiply(scores[r, self.num_query :], np.float32(-2.0), out=out)
-            out += np.float32(2.0)
-            out /= row_max[r]
+            self.query_gallery[rows[r]] = scores[r, self.num_query :]
 
     def add_approximate(
         self,
