@@ -78,8 +78,9 @@ def _max_st_probability(st_model: TransitTimeModel, camera: int) -> float:
     """The highest transit-time probability between ``camera`` and any camera at any delay (the
     lookup is symmetric: the camera may be the earlier or the later one)."""
     (row,) = st_model.camera_index(np.array([camera]), "query camera")
-    table = st_model.probabilities.astype(np.float32)
-    return float(max(table[row].max(), table[:, row].max()))
+    table = st_model.probabilities
+    # Rounding to float32 (as the lookups do) keeps the order, so round the maximum alone.
+    return float(np.float32(max(table[row].max(), table[:, row].max())))
 
 
 def _outside_bound(

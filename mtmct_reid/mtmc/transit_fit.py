@@ -29,14 +29,14 @@ from mtmct_reid.mtmc.associate import (
     Tracklets,
     TransitCue,
     candidate_pairs,
-    pair_scores,
 )
-from mtmct_reid.retrieval.fusion import DEFAULT_FUSION, FusionParams
+from mtmct_reid.retrieval.fusion import DEFAULT_FUSION, FusionParams, fuse
 from mtmct_reid.retrieval.transit import (
     MAX_TABLE_ENTRIES,
     TransitTimeModel,
     smoothing_radius,
 )
+from mtmct_reid.retrieval.transit_counts import check_parameters
 from mtmct_reid.validation import as_float, positive_int
 
 log = logging.getLogger(__name__)
@@ -159,13 +159,7 @@ def fit_transit_from_gaps(
         >>> m.probabilities[1, 0].nonzero()[0].tolist()
         [7]
     """
-    for name, value in (
-        ("bin_width", bin_width),
-        ("sigma_bins", sigma_bins),
-        ("truncate", truncate),
-    ):
-        if not np.isfinite(value) or value < 0 or (name == "bin_width" and value == 0):
-            raise ReIDError(f"transit fit: {name} must be a finite number >= 0 (> 0 for bin_width)")
+    check_parameters(bin_width, sigma_bins, truncate, "transit fit")
     later = np.asarray(later, dtype=np.int64)
     earlier = np.asarray(earlier, dtype=np.int64)
     gaps = np.asarray(gaps, dtype=np.float64)
@@ -315,10 +309,11 @@ def peaked_transits(
             sigma = 1.4826 * np.median(np.abs(g[inside] - median))
             moved = np.abs(g - median) <= max(k * sigma, floor)
             if np.array_equal(moved, inside) or not moved.any():
-                break
+                break  # ``inside`` is unchanged: its median and sigma stand
             inside = moved
-        median = np.median(g[inside])
-        sigma = 1.4826 * np.median(np.abs(g[inside] - median))
+        else:
+            median = np.median(g[inside])
+            sigma = 1.4826 * np.median(np.abs(g[inside] - median))
         if inside.sum() >= max(min_transits, 1) and sigma <= max(max_spread * median, floor):
             peaks.append((rows[inside], 2.0 * max(k * sigma, floor)))
     pairs = max(int(pair.max()) + 1 if num_pairs is None else num_pairs, 1)
@@ -415,7 +410,6 @@ def bootstrap_transit(
             allowed = confident
         else:
             cue = TransitCue(model, cams)
-            scores = pair_scores(tracklets, pair_i, pair_j, cue=cue, fusion=fusion)
             index = cue.index(cams)
             timing, too_fast = cue.evaluate(
                 index[pair_i],
@@ -425,6 +419,8 @@ def bootstrap_transit(
                 starts[pair_j],
                 ends[pair_j],
             )
+            # What ``pair_scores`` would compute, from the cosines and timings already at hand.
+            scores = fuse(cosine, timing, fusion)
             # The E-step's gate: a match must cross a link of the model inside its support, so
             # look-alikes at implausible times step aside and the right tracklet becomes the
             # nearest. (Pairs whose cameras the model lacks have timing 1 and stay allowed.)

@@ -304,7 +304,6 @@ def rerank(
                 if rows_failed.size:
                     exact_rows(rows_failed, [table])
             bar.update(stop - start)
-    mirror = exact_tiles = None  # release the kept tiles before the encoding
     log.debug(
         "re-ranking: %s", ", ".join(f"{name} {value:.2f} s" for name, value in seconds.items())
     )
