@@ -180,7 +180,8 @@ def rerank(
             toc = time.perf_counter()
             seconds["products"] += toc - tic
             scores = [visual]
-            if joint is not None:
+            # A fallback row of the visual table alone needs no joint scores.
+            if joint is not None and (len(which) > 1 or which[0] is tables[1]):
                 assert joint_buffer is not None
                 joint_rows = joint_buffer[: len(part)]
                 for cols in columns_to_compute(part, joint_rows, 1, tiles):
@@ -190,7 +191,7 @@ def rerank(
                 scores.append(joint_rows)
             tic = time.perf_counter()
             seconds["joint scores"] += tic - toc
-            for table, block in zip(tables, scores, strict=True):
+            for table, block in zip(tables, scores, strict=False):
                 if table in which:
                     table.add_exact(part, block)
             seconds["neighbour selection"] += time.perf_counter() - tic
@@ -300,7 +301,12 @@ def rerank(
                     )
                 )
                 seconds["neighbour selection"] += time.perf_counter() - toc
+            # A row neither table could prove gets one float32 row for both.
+            both = np.intersect1d(*failed) if len(failed) > 1 else np.empty(0, dtype=np.int64)
+            if both.size:
+                exact_rows(both, tables)
             for table, rows_failed in zip(tables, failed, strict=True):
+                rows_failed = np.setdiff1d(rows_failed, both)
                 if rows_failed.size:
                     exact_rows(rows_failed, [table])
             bar.update(stop - start)
