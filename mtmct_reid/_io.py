@@ -36,14 +36,33 @@ from mtmct_reid.errors import ReIDError, first_line
 #: What each kind of output file is called in messages.
 OUTPUT_KINDS = {
     "npz": ".npz archive of arrays",
+    "features": "features file (.npz)",
+    "gallery cache": "gallery cache (.npz)",
+    "transit": "transit-time model (.npz)",
+    "index side": "index side file (.npz)",
+    "npy": "single .npy array",
     "json": "JSON file",
     "csv": "CSV text file",
     "text": "text file",
     "image": "image (.png/.pdf/.svg)",
+    "onnx": "ONNX model",
+    "faiss": "FAISS index",
     "folder": "folder",
-    # A format with no recognisable signature (ONNX, a FAISS index): every rule but the kind's.
+    # A format with no recognisable signature: every rule but the kind's.
     "file": "file",
 }
+
+#: The .npz archives this project writes, told apart by the arrays each must hold (the first
+#: match wins), so that one kind of result never silently replaces another.
+_NPZ_CONTENTS = (
+    ("a features file", "features", {"query_features", "gallery_features"}),
+    ("a gallery cache", "gallery cache", {"gallery_features"}),
+    ("a transit-time model", "transit", {"format", "probabilities", "camera_ids"}),
+    ("an index side file", "index side", {"meta_index_fingerprint"}),
+)
+_NPZ_DESCRIPTIONS = {kind: description for description, kind, _ in _NPZ_CONTENTS}
+#: ModelProto's field tags that may follow its first field (ir_version): an ONNX file's start.
+_ONNX_SECOND_TAGS = frozenset(b"\x12\x1a\x22\x28\x32\x3a\x42")
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _NPY_MAGIC = b"\x93NUMPY"
@@ -114,8 +133,20 @@ def _nearest_existing(path: Path) -> Path:
     return current
 
 
-def _describe(path: Path) -> str:
-    """What an existing file looks like, for a refusal message."""
+def describe_file(path: str | os.PathLike) -> str:
+    """What an existing file looks like, for a refusal message: one of this project's results
+    (``"a features file"``, ``"a transit-time model"``, ...), a known format (``"a PyTorch
+    checkpoint"``, ``"a FAISS index"``, ``"an ONNX model"``, ``"JSON text"``, ...), ``"text"`` or
+    ``"binary data"``.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile(suffix=".csv") as fh:
+        ...     _ = fh.write(b"path,pid,camera\\n")
+        ...     fh.flush()
+        ...     describe_file(fh.name)
+        'text'
+    """
     try:
         with open(path, "rb") as fh:
             head = fh.read(4096)
@@ -130,6 +161,10 @@ def _describe(path: Path) -> str:
         if any(name.endswith("data.pkl") for name in names):
             return "a PyTorch checkpoint"
         if names and all(name.endswith(".npy") for name in names):
+            arrays = {name[: -len(".npy")] for name in names}
+            for description, _kind, required in _NPZ_CONTENTS:
+                if required <= arrays:
+                    return description
             return "an .npz archive of arrays"
         return "a zip archive"
     if head.startswith(_NPY_MAGIC):
@@ -138,6 +173,12 @@ def _describe(path: Path) -> str:
         return "a PNG image"
     if head.startswith(b"%PDF"):
         return "a PDF document"
+    # FAISS writes a four-letter code ("IxFI", "IwPf", ...) and then binary sizes.
+    if head[:1] == b"I" and head[1:4].isalnum() and b"\x00" in head[4:64]:
+        return "a FAISS index"
+    # ModelProto starts with ir_version (tag 0x08, a one-byte varint), then another field.
+    if len(head) > 2 and head[0] == 0x08 and head[1] < 0x80 and head[2] in _ONNX_SECOND_TAGS:
+        return "an ONNX model"
     if b"\x00" in head:
         return "binary data"
     text = head.decode("utf-8", errors="replace").lstrip()
@@ -151,9 +192,17 @@ def _describe(path: Path) -> str:
 def _is_kind(path: Path, kind: str) -> bool:
     if path.stat().st_size == 0:
         return True  # an empty file holds nothing to lose
-    looks = _describe(path)
+    looks = describe_file(path)
     if kind == "npz":
-        return looks == "an .npz archive of arrays"
+        return looks == "an .npz archive of arrays" or looks in _NPZ_DESCRIPTIONS.values()
+    if kind in _NPZ_DESCRIPTIONS:
+        return looks == _NPZ_DESCRIPTIONS[kind]
+    if kind == "npy":
+        return looks == "a single .npy array"
+    if kind == "onnx":
+        return looks == "an ONNX model"
+    if kind == "faiss":
+        return looks == "a FAISS index"
     if kind == "json":
         return looks == "JSON text"
     if kind in ("csv", "text"):
@@ -236,7 +285,7 @@ def check_output(
             )
     if kind != "folder" and existing.is_file() and not force and not _is_kind(existing, kind):
         raise ReIDError(
-            f"{where}: exists and is {_describe(existing)}, not {_a(OUTPUT_KINDS[kind])}; "
+            f"{where}: exists and is {describe_file(existing)}, not {_a(OUTPUT_KINDS[kind])}; "
             "pass --force to overwrite it"
         )
     return out
@@ -452,7 +501,7 @@ def open_npz(path: str | os.PathLike, what: str) -> np.lib.npyio.NpzFile:
     if head[:4] not in _ZIP_MAGIC:
         raise ReIDError(
             f"{path}: not a readable .npz {what} (an .npz is a zip archive of arrays; this file "
-            f"holds {_describe(path)})"
+            f"holds {describe_file(path)})"
         )
     try:
         npz = np.load(path, allow_pickle=False)

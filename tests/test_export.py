@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mtmct_reid import cli
+from mtmct_reid._io import describe_file
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.export import PREFIX, OnnxReIDModel, export_onnx, list_images
 from mtmct_reid.features import FeatureExtractor
@@ -43,6 +44,8 @@ def test_export_cli_checks_parity_on_real_images(name, backbone, small_market, t
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert f"output {net.feature_dim}-d" in printed and "on 5 images: max |diff|" in printed
+    # Told apart from other results, so that exporting again replaces it without --force.
+    assert describe_file(out) == "an ONNX model"
     onnx_model = OnnxReIDModel(out)
     assert onnx_model.metadata["model"] == name and onnx_model.metadata["image_size"] == "64x32"
     assert onnx_model.metadata["normalization"] == "in-model"

@@ -125,13 +125,49 @@ OTHER_KIND = {
     "extract --out over a manifest": (
         ["extract", "{CK}", "--data-dir", "{data}", "--out", "{out}"],
         "m",
-        "is text, not an .npz",
+        "is text, not a features file (.npz)",
+    ),
+    # Every .npz result is its own kind: one never silently replaces another.
+    "extract --out over a transit-time model": (
+        ["extract", "{CK}", "--data-dir", "{data}", "--out", "{out}"],
+        "st",
+        "is a transit-time model, not a features file (.npz)",
     ),
     "st fit --out over a checkpoint": (["st", "fit", "{m}", "--out", "{out}"], "CK", "checkpoint"),
+    "st fit --out over a features file": (
+        ["st", "fit", "{m}", "--out", "{out}"],
+        "F",
+        "is a features file, not a transit-time model (.npz)",
+    ),
+    "search --cache over a transit-time model": (
+        ["search", "--features", "{F}", "--query-index", "0", "--cache", "{out}"],
+        "st",
+        "is a transit-time model, not a gallery cache (.npz)",
+    ),
+    "search --cache over a features file": (
+        ["search", "--features", "{F}", "--query-index", "0", "--cache", "{out}"],
+        "F",
+        "is a features file, not a gallery cache (.npz)",
+    ),
+    "index build --out over a features file": (
+        ["index", "build", "{F}", "--out", "{out}"],
+        "F",
+        "is a features file, not a FAISS index",
+    ),
+    "index build --out over a transit-time model": (
+        ["index", "build", "{F}", "--out", "{out}"],
+        "st",
+        "is a transit-time model, not a FAISS index",
+    ),
+    "export --out over a transit-time model": (
+        ["export", "{CK}", "--out", "{out}", "--no-check"],
+        "st",
+        "is a transit-time model, not an ONNX model",
+    ),
     "st plot --out over a features file": (
         ["st", "plot", "{st}", "--out", "{out}"],
         "F",
-        "an .npz archive of arrays, not an image",
+        "a features file, not an image",
     ),
     "dataset export --out over a features file": (
         ["dataset", "export", "{m}", "--out", "{out}"],

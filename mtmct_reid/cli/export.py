@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", type=Path, help="checkpoint written by 'mtmct-reid train'")
     parser.add_argument("--out", type=Path, required=True, help="ONNX file to write (.onnx)")
     parser.add_argument(
+        "--force", action="store_true", help="overwrite an existing output file of another kind"
+    )
+    parser.add_argument(
         "--image-size",
         default=None,
         metavar="HxW",
@@ -54,11 +57,7 @@ def run_export(args: argparse.Namespace) -> int:
     from mtmct_reid.models.checkpoint import load_model_from_checkpoint
 
     require_onnx()
-    check_output(args.out, "--out", "file", inputs=(args.checkpoint,))
-    if args.out.is_dir():
-        raise ReIDError(f"--out {args.out}: is a folder, expected the path of a .onnx file")
-    if args.out.resolve() == args.checkpoint.resolve():
-        raise ReIDError(f"--out {args.out}: is the checkpoint being exported")
+    check_output(args.out, "--out", "onnx", inputs=(args.checkpoint,), force=args.force)
     images = None
     if args.check:
         images = list_images(args.check_images) if args.check_images else generated_images()

@@ -107,7 +107,7 @@ def run_extract(args: argparse.Namespace) -> int:
     check_output(
         args.out,
         "--out",
-        "npz",
+        "features",
         inputs=(args.checkpoint, args.onnx, args.data_dir),
         force=args.force,
     )

@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("features", type=Path, help="features file (.npz) with gallery_* arrays")
     build.add_argument("--out", type=Path, required=True, help="index file to write")
     build.add_argument(
+        "--force", action="store_true", help="overwrite an existing output file of another kind"
+    )
+    build.add_argument(
         "--kind",
         default="flat",
         choices=("flat", "ivf-pq"),
@@ -69,18 +72,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     from mtmct_reid._io import check_output
-    from mtmct_reid.errors import ReIDError
     from mtmct_reid.featureset import FeatureSet
-    from mtmct_reid.index import build_index, require_faiss, side_file
+    from mtmct_reid.index import build_index, require_faiss, side_file, vectors_file
 
     require_faiss()
-    out = check_output(args.out, "--out", "file", inputs=(args.features,))
-    if out.is_dir():
-        raise ReIDError(f"--out {out}: is a folder, expected the path of an index file")
-    if out.resolve() == args.features.resolve() or side_file(out).resolve() == (
-        args.features.resolve()
-    ):
-        raise ReIDError(f"--out {out}: would overwrite the features file it indexes")
+    out = check_output(args.out, "--out", "faiss", inputs=(args.features,), force=args.force)
+    # The side files are written with the index: none of them may replace another kind either.
+    check_output(side_file(out), "--out", "index side", inputs=(args.features,), force=args.force)
+    if args.keep_vectors:
+        check_output(vectors_file(out), "--out", "npy", inputs=(args.features,), force=args.force)
     features = FeatureSet.load(args.features)
     gallery = features.gallery
     start = time.perf_counter()

@@ -247,7 +247,7 @@ def run_search(args: argparse.Namespace) -> int:
         if args.out.is_file() and not args.force:
             raise ReIDError(f"--out {args.out}: already exists (pass --force to replace it)")
     if args.cache is not None:
-        check_output(args.cache, "--cache", "npz", inputs=inputs, force=args.force)
+        check_output(args.cache, "--cache", "gallery cache", inputs=inputs, force=args.force)
     if args.features is not None:
         if args.query_index is None:
             raise ReIDError("--features needs --query-index I [I ...] (the query rows to search)")

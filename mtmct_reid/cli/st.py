@@ -118,7 +118,7 @@ def run_fit(args: argparse.Namespace) -> int:
     from mtmct_reid.mtmc.root import is_root
     from mtmct_reid.retrieval.transit import TransitTimeModel
 
-    check_output(args.out, "--out", "npz", inputs=(args.data,), force=args.force)
+    check_output(args.out, "--out", "transit", inputs=(args.data,), force=args.force)
     if is_root(args.data) or args.from_matches:
         return run_root_fit(args)
     args.bin_width = 100.0 if args.bin_width is None else args.bin_width

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mtmct_reid._io import atomic_path, npz_array, open_npz, save_npz
+from mtmct_reid._io import atomic_path, describe_file, npz_array, open_npz, save_npz
 from mtmct_reid.errors import ReIDError
 from mtmct_reid.featureset import FeatureSide
 from mtmct_reid.index.settings import (
@@ -39,6 +39,8 @@ RESCORE = 100
 FORMAT = "mtmct-reid-index-1"
 #: Rows normalised and added to the index at a time (bounds the memory of a build).
 ADD_CHUNK = 65536
+#: FAISS's default ``min_points_per_centroid``: the training points it advises per centroid.
+FAISS_POINTS_PER_CENTROID = 39
 #: Bytes at each end of the index file that its fingerprint hashes.
 _FINGERPRINT_BYTES = 1 << 20
 
@@ -291,6 +293,9 @@ class GalleryIndex:
         path = Path(path)
         if not path.is_file():
             raise ReIDError(f"{path}: index file not found")
+        looks = describe_file(path)
+        if looks not in ("a FAISS index", "binary data"):  # FAISS's own reader judges the rest
+            raise ReIDError(f"{path}: is {looks}, not a FAISS index ('mtmct-reid index build')")
         side = side_file(path)
         with open_npz(side, "index side file") as npz:
             arrays = {k: npz_array(npz, k, side) for k in npz.files}
@@ -481,6 +486,21 @@ def _build_faiss_index(
                 f"{count} vectors cannot train {nlist} cells and {2**nbits} codes per "
                 "sub-quantiser; use --kind flat or a smaller --nlist"
             )
+        # FAISS prints its advice on scarce training points to stderr once per clustering (once
+        # per sub-quantiser: hundreds of lines); it is said once here instead, and FAISS's own
+        # threshold, which changes nothing else, is lowered to silence it.
+        advised = FAISS_POINTS_PER_CENTROID * max(nlist, 2**nbits)
+        if train_count < advised:
+            log.warning(
+                "ivf-pq: %d training vectors for %d cells and %d codes per sub-quantiser; FAISS "
+                "advises at least %d (--kind flat is exact at this size)",
+                train_count,
+                nlist,
+                2**nbits,
+                advised,
+            )
+        index.cp.min_points_per_centroid = 1
+        index.pq.cp.min_points_per_centroid = 1
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(count, size=train_count, replace=False))
         log.info("training ivf-pq (nlist %d, m %d) on %d vectors", nlist, m, train_count)

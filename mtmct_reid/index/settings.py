@@ -4,6 +4,7 @@ default shape of an IVF-PQ index.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -28,6 +29,9 @@ _EXTRA = "pip install 'mtmct-reid[index]'"
 
 def require_faiss() -> Any:
     """The ``faiss`` module, or a :class:`ReIDError` naming the extra that installs it."""
+    # FAISS's loader logs at INFO each SIMD build it tries and the error of each one it lacks
+    # (about eight lines, tracebacks' last lines among them): noise at a command's INFO level.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     try:
         import faiss
     except ImportError:
