@@ -267,3 +267,41 @@ def test_cli_bad_root_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     assert main(["dataset", "info", str(root)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "img1: frame 000002 is missing" in err[0]
+
+
+@pytest.mark.parametrize("camera_file", ["img1", "video.mp4", "det"])
+def test_cli_root_without_cameras_csv_names_it_in_every_verb(
+    tmp_path: Path, capsys, camera_file: str
+) -> None:
+    # A video network root whose cameras.csv went missing: every verb that takes a root names the
+    # missing file (as track-sct does), not "no known dataset layout" of the image layouts.
+    from mtmct_reid.cli import main
+
+    root = tmp_path / "net"
+    for cam in ("1", "2"):
+        if camera_file == "video.mp4":
+            (root / cam).mkdir(parents=True)
+            (root / cam / camera_file).write_bytes(b"")
+        else:
+            (root / cam / camera_file).mkdir(parents=True)
+    verbs = [
+        ["track-sct", str(root)],
+        ["dataset", "info", str(root)],
+        ["st", "fit", str(root), "--out", str(tmp_path / "st.npz")],
+    ]
+    for verb in verbs:
+        assert main(verb) == 2, verb
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{root / 'cameras.csv'}: cameras.csv not found" in err[0], verb
+        assert "no known dataset layout" not in err[0]
+    assert not (tmp_path / "st.npz").exists()
+
+
+def test_image_folders_are_not_taken_for_a_root_without_cameras_csv(tmp_path: Path, capsys) -> None:
+    from mtmct_reid.cli import main
+
+    for folder in ("bounding_box_train", "query", "gt_bbox"):
+        (tmp_path / folder).mkdir()
+    assert main(["dataset", "info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Market-style folders" in err and "cameras.csv" not in err
