@@ -6,7 +6,8 @@ wrong. Arrays (``X`` is ``query`` or ``gallery``):
 - ``X_features`` [N, D] float (stored float32)
 - ``X_pids`` [N] int64 (``-1`` junk, ``0`` distractor)
 - ``X_cams`` [N] int64
-- ``X_times`` [N] float64 (optional; NaN or absent when there is no clock; needed only for ST fusion)
+- ``X_times`` [N] float64 (optional; finite, NaN or absent when there is no clock; needed only for ST
+  fusion)
 - ``X_paths`` [N] unicode (optional)
 - metadata as 0-d arrays named ``meta_<key>`` (model name, image size, ...)
 """
@@ -191,6 +192,26 @@ def read_metadata(npz: np.lib.npyio.NpzFile, path: Path) -> dict[str, Any]:
     return metadata
 
 
+def check_times(times: np.ndarray, name: str) -> None:
+    """Refuse an infinite time: a time is finite, or NaN for an image without a clock.
+
+    Raises:
+        ReIDError: ``name`` with the first infinite value and its element.
+
+    Example:
+        >>> check_times(np.array([5.0, np.nan, -np.inf]), "f.npz: 'query_times'")
+        Traceback (most recent call last):
+        ...
+        mtmct_reid.errors.ReIDError: f.npz: 'query_times' has -inf at element 2, expected a finite time (NaN for an unknown one)
+    """
+    infinite = np.flatnonzero(np.isinf(times))
+    if infinite.size:
+        raise ReIDError(
+            f"{name} has {times[infinite[0]]:g} at element {infinite[0]}, "
+            "expected a finite time (NaN for an unknown one)"
+        )
+
+
 def validate_side(
     path: Path,
     name: str,
@@ -260,6 +281,7 @@ def validate_side(
                 f"{path}: '{name}_times' has dtype {times.dtype}, expected real numbers"
             )
         times_f = times.astype(np.float64)
+        check_times(times_f, f"{path}: '{name}_times'")
     return FeatureSide(
         features=feats,
         pids=pids,

@@ -133,9 +133,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, expected):
 HUGE = "99999999999999999999"  # beyond int64
 
 
-def _manifest(tmp: Path, text: str) -> list[str]:
+def _manifest(tmp: Path, text: str | bytes) -> list[str]:
     write_images(tmp / "data", ["a.jpg", "b.jpg"])
-    (tmp / "data" / "m.csv").write_text(text)
+    if isinstance(text, bytes):
+        (tmp / "data" / "m.csv").write_bytes(text)
+    else:
+        (tmp / "data" / "m.csv").write_text(text)
     return ["dataset", "info", str(tmp / "data" / "m.csv")]
 
 
@@ -227,6 +230,14 @@ HOSTILE = {
     "manifest with a NUL character": (
         lambda t: _manifest(t, "path,pid,camera\na.jpg,1,\x001\n"),
         "m.csv, line 2: holds a NUL character; not a text CSV file",
+    ),
+    "manifest with a Latin-1 file name on row 3": (
+        lambda t: _manifest(t, b"path,pid,camera\na.jpg,1,1\nb_caf\xe9.jpg,1,2\nb.jpg,1,2\n"),
+        "m.csv: row 3: not UTF-8 text (invalid continuation byte 0xe9 at byte 6 of the row)",
+    ),
+    "manifest with a byte-order mark and a bad byte on row 1": (
+        lambda t: _manifest(t, b"\xef\xbb\xbfpath,pid,cam\xff\na.jpg,1,1\n"),
+        "m.csv: row 1: not UTF-8 text (invalid start byte 0xff at byte 16 of the row)",
     ),
     "manifest with pid -5": (
         lambda t: _manifest(t, "path,pid,camera\na.jpg,-5,1\n"),

@@ -229,6 +229,11 @@ def test_st_needs_times_and_known_cameras(data):
     no_times["query_times"] = np.full(len(data["query_times"]), np.nan)
     with pytest.raises(ReIDError, match="query_times missing/NaN.*needs a time per image"):
         evaluate_featureset(featureset(no_times), st_model=model, progress=False)
+    infinite = dict(data)
+    infinite["gallery_times"] = data["gallery_times"].astype(np.float64)
+    infinite["gallery_times"][[2, 5]] = [np.nan, -np.inf]
+    with pytest.raises(ReIDError, match=r"gallery_times has -inf at element 5, expected a finite"):
+        evaluate_featureset(featureset(infinite), st_model=model, progress=False)
     unknown = dict(data)
     unknown["gallery_cams"] = data["gallery_cams"].copy()
     unknown["gallery_cams"][4] = 77
@@ -385,6 +390,15 @@ def test_cli_rejects_st_problems(data, tmp_path, capsys):
     no_times = write_features(tmp_path / "no_times.npz", data, query_times=None)
     line = run_failing(["evaluate", str(no_times), "--st-model", str(model_path)], capsys)
     assert "query_times missing/NaN" in line and "no_times.npz" in line
+    # An infinite time is not a missing one: named with its element (NaN stays "unknown").
+    times = data["query_times"].astype(np.float64)
+    times[1], times[3] = np.nan, np.inf
+    infinite = write_features(tmp_path / "inf_times.npz", data, query_times=times)
+    for argv in (["--st-model", str(model_path)], []):
+        line = run_failing(["evaluate", str(infinite), "--no-progress", *argv], capsys)
+        assert "inf_times.npz: 'query_times' has inf at element 3" in line, line
+        assert "expected a finite time (NaN for an unknown one)" in line
+        assert "missing/NaN" not in line
     cams = data["gallery_cams"].copy()
     cams[0] = 42
     unknown = write_features(tmp_path / "unknown.npz", data, gallery_cams=cams)

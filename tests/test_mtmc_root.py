@@ -176,13 +176,14 @@ def test_video_frames_are_decoded_in_order(tmp_path: Path) -> None:
     )
 
 
-def _root_with_gt(tmp_path: Path, rows: str, frames: int | None = None) -> Path:
+def _root_with_gt(tmp_path: Path, rows: str | bytes, frames: int | None = None) -> Path:
     create_root(tmp_path, _cameras())
     if frames:
         for cam in ("1", "3"):
             _write_frames(tmp_path / cam / "img1", frames)
     (tmp_path / "1" / "gt").mkdir(exist_ok=True)
-    (tmp_path / "1" / "gt" / "gt.txt").write_text(rows)
+    gt = tmp_path / "1" / "gt" / "gt.txt"
+    gt.write_bytes(rows) if isinstance(rows, bytes) else gt.write_text(rows)
     return tmp_path
 
 
@@ -194,6 +195,10 @@ def _root_with_gt(tmp_path: Path, rows: str, frames: int | None = None) -> Path:
             r"gt\.txt: row 2: field 'w' is 'x', expected a number",
         ),
         ("1,1,0,0,5,5,1,1,1\n\n2,1,0,0,5\n", r"gt\.txt: row 3 has 5 fields"),
+        (
+            b"1,1,0,0,5,5,1,1,1\n2,1,0,0,5,5,1,1,1 \x80\n",
+            r"gt\.txt: row 2: not UTF-8 text \(invalid start byte 0x80 at byte 19 of the row\)",
+        ),
         ("1,1,0,0,5,0,1,1,1\n", r"gt\.txt: row 1: box size 5x0, expected width and height > 0"),
         (
             "1,1,0,0,5,5,1,1,1\n1,2,0,0,5,5,1,1,1\n1,1,3,3,5,5,1,1,1\n",
@@ -208,7 +213,7 @@ def _root_with_gt(tmp_path: Path, rows: str, frames: int | None = None) -> Path:
         ),
     ],
 )
-def test_bad_rows_name_file_and_row(tmp_path: Path, rows: str, message: str) -> None:
+def test_bad_rows_name_file_and_row(tmp_path: Path, rows: str | bytes, message: str) -> None:
     root = read_root(_root_with_gt(tmp_path, rows, frames=4))
     with pytest.raises(ReIDError, match=message):
         root.read_boxes(GT)
@@ -231,6 +236,11 @@ def test_bad_roots_name_what_is_wrong(tmp_path: Path) -> None:
         read_root(tmp_path)
     (tmp_path / "cameras.csv").write_text("camera,fps,offset\n1,10,0\n2,ten,0\n")
     with pytest.raises(ReIDError, match=r"cameras\.csv: row 3: field 'fps' is 'ten'"):
+        read_root(tmp_path)
+    (tmp_path / "cameras.csv").write_bytes(b"camera,fps,offset\n1,10,0\ncam\xe9ra2,10,0\n")
+    with pytest.raises(
+        ReIDError, match=r"cameras\.csv: row 3: not UTF-8 text \(invalid .* 0xe9 at byte 4"
+    ):
         read_root(tmp_path)
     (tmp_path / "cameras.csv").write_text("camera,fps\n1,10\n")
     with pytest.raises(ReIDError, match=r"missing column\(s\) offset"):
@@ -267,3 +277,41 @@ def test_cli_bad_root_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     assert main(["dataset", "info", str(root)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "img1: frame 000002 is missing" in err[0]
+
+
+@pytest.mark.parametrize("camera_file", ["img1", "video.mp4", "det"])
+def test_cli_root_without_cameras_csv_names_it_in_every_verb(
+    tmp_path: Path, capsys, camera_file: str
+) -> None:
+    # A video network root whose cameras.csv went missing: every verb that takes a root names the
+    # missing file (as track-sct does), not "no known dataset layout" of the image layouts.
+    from mtmct_reid.cli import main
+
+    root = tmp_path / "net"
+    for cam in ("1", "2"):
+        if camera_file == "video.mp4":
+            (root / cam).mkdir(parents=True)
+            (root / cam / camera_file).write_bytes(b"")
+        else:
+            (root / cam / camera_file).mkdir(parents=True)
+    verbs = [
+        ["track-sct", str(root)],
+        ["dataset", "info", str(root)],
+        ["st", "fit", str(root), "--out", str(tmp_path / "st.npz")],
+    ]
+    for verb in verbs:
+        assert main(verb) == 2, verb
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{root / 'cameras.csv'}: cameras.csv not found" in err[0], verb
+        assert "no known dataset layout" not in err[0]
+    assert not (tmp_path / "st.npz").exists()
+
+
+def test_image_folders_are_not_taken_for_a_root_without_cameras_csv(tmp_path: Path, capsys) -> None:
+    from mtmct_reid.cli import main
+
+    for folder in ("bounding_box_train", "query", "gt_bbox"):
+        (tmp_path / folder).mkdir()
+    assert main(["dataset", "info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Market-style folders" in err and "cameras.csv" not in err

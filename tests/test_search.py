@@ -407,6 +407,55 @@ def test_search_cli_errors_are_one_line(tiny_network, checkpoint, tmp_path, caps
         assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--camera", "1", "2", "3"], "--camera: 3 values for 2 query images"),
+        (["--time", "1", "2", "3"], "--time: 3 values for 2 query images"),
+    ],
+)
+def test_search_cli_checks_per_query_options_before_any_work(
+    tiny_network, checkpoint, tmp_path, capsys, monkeypatch, extra, message
+):
+    # A count mismatch is refused before the model is loaded or the gallery extracted.
+    import mtmct_reid.gallery
+    import mtmct_reid.models.checkpoint
+
+    work = []
+    monkeypatch.setattr(
+        mtmct_reid.gallery, "gallery_featureset_cached", lambda *a, **k: work.append("gallery")
+    )
+    monkeypatch.setattr(
+        mtmct_reid.models.checkpoint,
+        "load_model_from_checkpoint",
+        lambda *a, **k: work.append("model"),
+    )
+    query = str(next(tiny_network.glob("query/*.jpg")))
+    argv = ["search", "--checkpoint", str(checkpoint), "--gallery", str(tiny_network)]
+    argv += ["--query", query, query, "--cache", str(tmp_path / "cache.npz"), *extra]
+    code, _, stderr = _run(capsys, *argv)
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+    assert work == [] and not (tmp_path / "cache.npz").exists()
+
+
+def test_search_cli_checks_query_index_before_extracting_the_gallery(
+    tiny_network, checkpoint, tmp_path, capsys, monkeypatch
+):
+    import mtmct_reid.gallery
+
+    work = []
+    monkeypatch.setattr(
+        mtmct_reid.gallery, "gallery_featureset_cached", lambda *a, **k: work.append("gallery")
+    )
+    small = tmp_path / "features.npz"
+    _lookalike_features().save(small)
+    argv = ["search", "--checkpoint", str(checkpoint), "--gallery", str(tiny_network)]
+    argv += ["--features", str(small), "--query-index", "7"]
+    code, _, stderr = _run(capsys, *argv)
+    assert code == 2 and "--query-index 7:" in stderr and "has 1 queries" in stderr
+    assert work == []
+
+
 def test_a_plain_folder_of_images_is_a_gallery(tiny_network, tmp_path, caplog):
     from mtmct_reid.gallery import read_gallery_records
 

@@ -96,10 +96,10 @@ def add_info_arguments(info: argparse.ArgumentParser) -> None:
 
 
 def is_mtmc_root(path: Path) -> bool:
-    """Whether ``dataset`` should read ``path`` as an MTMC root."""
-    from mtmct_reid.mtmc.root import is_root
+    """Whether ``dataset`` should read ``path`` as an MTMC root (one missing cameras.csv too)."""
+    from mtmct_reid.mtmc.root import looks_like_root
 
-    return is_root(path)
+    return looks_like_root(path)
 
 
 def run_info_root(args: argparse.Namespace) -> int:

@@ -267,6 +267,22 @@ def run_search(args: argparse.Namespace) -> int:
             )
         if args.checkpoint is None:
             raise ReIDError("--query images need --checkpoint to compute their features")
+        # Every per-image option is checked before any image is read or any gallery extracted.
+        count = len(args.query)
+        query_cams = np.asarray(_per_query(args.camera, count, "--camera", -1), dtype=np.int64)
+        query_times = np.asarray(_per_query(args.time, count, "--time", math.nan), dtype=np.float64)
+        query_pids = None
+        try:
+            parsed = parse_image_names([p.name for p in args.query])
+        except ReIDError as exc:
+            raise ReIDError(f"--query: {exc}") from None
+        if parsed is not None:
+            # Dataset-named queries carry their id, camera and time; --camera/--time still win.
+            query_pids = parsed[0]
+            if args.camera is None:
+                query_cams = parsed[1]
+            if args.time is None:
+                query_times = parsed[2]
         _check_query_images(args.query)
     # A file is a features file, unless it is a dataset's CSV manifest.
     gallery_is_file = (
@@ -292,6 +308,14 @@ def run_search(args: argparse.Namespace) -> int:
         if "image_size" not in hparams:
             raise ReIDError(f"{args.checkpoint}: checkpoint does not record its image size")
     features = FeatureSet.load(args.features) if args.features is not None else None
+    if features is not None:
+        rows = np.asarray(args.query_index, dtype=np.int64)
+        bad = rows[(rows < 0) | (rows >= len(features.query))]
+        if bad.size:
+            raise ReIDError(
+                f"--query-index {int(bad[0])}: {args.features} has {len(features.query)} queries "
+                f"(0..{len(features.query) - 1})"
+            )
 
     # Gallery.
     source = index = None
@@ -323,13 +347,6 @@ def run_search(args: argparse.Namespace) -> int:
 
     # Queries.
     if features is not None:
-        rows = np.asarray(args.query_index, dtype=np.int64)
-        bad = rows[(rows < 0) | (rows >= len(features.query))]
-        if bad.size:
-            raise ReIDError(
-                f"--query-index {int(bad[0])}: {args.features} has {len(features.query)} queries "
-                f"(0..{len(features.query) - 1})"
-            )
         query = features.query
         query_features = query.features[rows]
         query_cams, query_times, query_pids = query.cams[rows], query.times[rows], query.pids[rows]
@@ -340,21 +357,6 @@ def run_search(args: argparse.Namespace) -> int:
     else:
         from mtmct_reid.features import FeatureExtractor
 
-        count = len(args.query)
-        query_cams = np.asarray(_per_query(args.camera, count, "--camera", -1), dtype=np.int64)
-        query_times = np.asarray(_per_query(args.time, count, "--time", math.nan), dtype=np.float64)
-        query_pids = None
-        try:
-            parsed = parse_image_names([p.name for p in args.query])
-        except ReIDError as exc:
-            raise ReIDError(f"--query: {exc}") from None
-        if parsed is not None:
-            # Dataset-named queries carry their id, camera and time; --camera/--time still win.
-            query_pids = parsed[0]
-            if args.camera is None:
-                query_cams = parsed[1]
-            if args.time is None:
-                query_times = parsed[2]
         extractor = FeatureExtractor(
             model, hparams["image_size"], batch_size=args.batch_size, device=args.device
         )

@@ -78,6 +78,7 @@ __all__ = [
     "create_root",
     "is_aicity_file",
     "is_root",
+    "looks_like_root",
     "read_aicity",
     "read_cameras",
     "read_mot",
@@ -458,6 +459,27 @@ def read_root(path: str | os.PathLike) -> MTMCRoot:
 def is_root(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a folder with a ``cameras.csv``."""
     return (Path(path) / CAMERAS_NAME).is_file()
+
+
+def looks_like_root(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is, or looks meant to be, an MTMC root.
+
+    True for a folder with a ``cameras.csv`` (:func:`is_root`), and for one without it that holds a
+    camera folder (``img1/``, a video, ``det/`` or ``gt/`` inside): :func:`read_root` then names the
+    missing ``cameras.csv`` rather than a caller guessing at another layout.
+    """
+    path = Path(path)
+    if is_root(path):
+        return True
+    if not path.is_dir():
+        return False
+    try:  # scandir: a flat folder of many images costs no stat per file
+        with os.scandir(path) as entries:
+            folders = [Path(e.path) for e in entries if e.is_dir()]
+    except OSError:
+        return False
+    marks = (FRAMES_DIR, DET, GT, *VIDEO_NAMES)
+    return any((folder / mark).exists() for folder in folders for mark in marks)
 
 
 def create_root(path: str | os.PathLike, cameras: Sequence[Camera]) -> MTMCRoot:

@@ -22,6 +22,7 @@ import numpy as np
 from mtmct_reid._io import atomic_path
 from mtmct_reid.errors import ReIDError, first_line
 from mtmct_reid.mtmc.boxes import GT, NO_ID, Boxes, Camera, camera_ids
+from mtmct_reid.validation import utf8_text
 
 CAMERAS_NAME = "cameras.csv"
 
@@ -40,10 +41,10 @@ def read_cameras(path: str | os.PathLike) -> list[Camera]:
     if not path.is_file():
         raise ReIDError(f"{path}: {CAMERAS_NAME} not found (expected columns camera,fps,offset)")
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise ReIDError(f"{path}: unreadable ({first_line(exc)})") from None
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(utf8_text(data, str(path))))
     header = [h.strip() for h in (reader.fieldnames or [])]
     reader.fieldnames = header
     missing = [c for c in ("camera", "fps", "offset") if c not in header]
@@ -152,9 +153,10 @@ def _read_table(
     and ``len(names)``, all finite numbers.
     """
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise ReIDError(f"{path}: unreadable ({first_line(exc)})") from None
+    text = utf8_text(data, str(path))
     lines = text.splitlines()
     keep = [i for i, line in enumerate(lines) if line.strip()]
     if not keep:

@@ -18,7 +18,7 @@ import numpy as np
 
 from mtmct_reid._runtime import usable_cores
 from mtmct_reid.errors import ReIDError
-from mtmct_reid.featureset import FeatureSet
+from mtmct_reid.featureset import FeatureSet, check_times
 from mtmct_reid.retrieval.fusion import (
     DEFAULT_FUSION,
     FusionParams,
@@ -412,6 +412,7 @@ def check_st_inputs(
     for side_name in ("query", "gallery"):
         side = getattr(features, side_name)
         if not side.has_times:
+            check_times(side.times, f"{source}: {side_name}_times")
             missing = int(np.count_nonzero(~np.isfinite(side.times)))
             raise ReIDError(
                 f"{source}: {side_name}_times missing/NaN ({missing} of {len(side)} images); "

@@ -26,6 +26,7 @@ from mtmct_reid.data.layouts.base import (
 from mtmct_reid.data.layouts.registry import register_layout
 from mtmct_reid.data.records import SPLITS, Records
 from mtmct_reid.errors import ReIDError
+from mtmct_reid.validation import utf8_text
 
 #: Manifest columns: required, then optional.
 MANIFEST_REQUIRED = ("path", "pid", "camera")
@@ -83,13 +84,12 @@ def read_manifest(csv_path: str | os.PathLike) -> Records:
     if path.is_dir():
         raise ReIDError(f"{path}: is a folder, expected a CSV manifest file")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ReIDError(f"{path}: no such file (expected a CSV manifest)") from None
-    except UnicodeDecodeError as exc:
-        raise ReIDError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
     except OSError as exc:
         raise ReIDError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    text = utf8_text(data, str(path))
     if "\x00" in text:
         # numpy's text arrays drop NUL characters, which would change paths and labels silently.
         line = text[: text.index("\x00")].count("\n") + 1
