@@ -49,40 +49,6 @@ def shown(value: Any) -> str:
     return f"{text[: _SHOWN - 2]}… ({len(text)} characters)"
 
 
-def utf8_text(data: bytes, name: str) -> str:
-    """The text of a file's bytes (UTF-8, a leading byte-order mark dropped), for every text reader.
-
-    An undecodable byte is refused with the row (line, counted from 1) it is on, its value and its
-    place in that row (from 1), so a bad file name in a 100,000-row manifest can be found.
-
-    Args:
-        data: the file's bytes.
-        name: the file, put in front of the message.
-
-    Raises:
-        ReIDError: ``name: row R: not UTF-8 text (...)``.
-
-    Example:
-        >>> utf8_text(b"path,pid\\nok.jpg,1\\ncaf\\xe9.jpg,2\\n", "m.csv")
-        Traceback (most recent call last):
-        ...
-        mtmct_reid.errors.ReIDError: m.csv: row 3: not UTF-8 text (invalid continuation byte 0xe9 at byte 4 of the row)
-        >>> utf8_text(b"\\xef\\xbb\\xbfcamera", "cameras.csv")
-        'camera'
-    """
-    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
-    try:
-        return data[start:].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        at = start + exc.start
-        row = data.count(b"\n", 0, at) + 1
-        column = at - (data.rfind(b"\n", 0, at) + 1) + 1
-        raise ReIDError(
-            f"{name}: row {row}: not UTF-8 text ({exc.reason} {data[at]:#04x} at byte {column} "
-            "of the row)"
-        ) from None
-
-
 def _expectation(minimum: int | float | None, maximum: int | float | None, kind: str) -> str:
     if minimum == 1 and kind == "an integer":
         return "a positive integer" + ("" if maximum is None else f" (at most {maximum})")

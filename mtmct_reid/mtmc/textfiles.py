@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mtmct_reid._io import atomic_path
+from mtmct_reid._io import atomic_path, utf8_text
 from mtmct_reid.errors import ReIDError, first_line
 from mtmct_reid.mtmc.boxes import GT, NO_ID, Boxes, Camera, camera_ids
-from mtmct_reid.validation import utf8_text
 
 CAMERAS_NAME = "cameras.csv"
 

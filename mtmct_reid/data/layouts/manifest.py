@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtmct_reid._io import atomic_path
+from mtmct_reid._io import atomic_path, utf8_text
 from mtmct_reid.data.layouts.base import (
     SHOWN,
     Layout,
@@ -26,7 +26,6 @@ from mtmct_reid.data.layouts.base import (
 from mtmct_reid.data.layouts.registry import register_layout
 from mtmct_reid.data.records import SPLITS, Records
 from mtmct_reid.errors import ReIDError
-from mtmct_reid.validation import utf8_text
 
 #: Manifest columns: required, then optional.
 MANIFEST_REQUIRED = ("path", "pid", "camera")
