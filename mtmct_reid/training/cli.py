@@ -261,8 +261,8 @@ def build_trainer(
     callbacks: list[Callback] | None = None,
     **options: Any,
 ) -> tuple[Trainer, ModelCheckpoint]:
-    """The Trainer of ``train`` and of the demo: TensorBoard under ``root/lightning_logs``, one
-    ``last.ckpt`` and the best checkpoint by ``val/mAP``, tqdm progress bars.
+    """The Trainer of ``train`` and of the demo: TensorBoard under ``root/lightning_logs`` (made
+    absolute), one ``last.ckpt`` and the best checkpoint by ``val/mAP``, tqdm progress bars.
 
     Resumed runs overwrite ``last.ckpt`` and the best checkpoint instead of adding ``-v1`` copies,
     so ``--ckpt-path last`` always finds the newest state.
@@ -281,6 +281,9 @@ def build_trainer(
     Example:
         >>> trainer, checkpoint = build_trainer("runs", max_epochs=2, accelerator="cpu")  # doctest: +SKIP
     """
+    # Absolute, so that a resumed run (whose root comes from its checkpoint's absolute path) has
+    # the same checkpoint folder as the first: else Lightning drops the best-checkpoint state.
+    root = Path(root).expanduser().resolve()
     if validates:
         checkpoint = ModelCheckpoint(
             monitor="val/mAP",
