@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,12 +19,17 @@ import torch
 import yaml
 
 from mtmct_reid.cli import main
+from mtmct_reid.errors import ReIDError
+from mtmct_reid.features import resolve_device
 
 #: A short CPU run on the tiny network: ResNet18 trunk, random weights, 64×32 images.
 FAST = [
     "--model", "pcb", "--backbone", "resnet18", "--weights", "none", "--image-size", "64x32",
     "--batch-size", "16", "--num-workers", "0", "--accelerator", "cpu", "--devices", "1",
 ]  # fmt: skip
+
+
+SEED_RANGE = "seed_everything: expected true, false or an integer from 0 to 4294967295"
 
 
 def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -143,6 +149,15 @@ def test_class_path_and_init_args_are_honoured(
         (["--batch-size", "0"], "batch_size must be"),
         (["--trainer.max_epochs", "abc"], "trainer.max_epochs: expected int, got 'abc'"),
         (["--seed", "abc"], "seed_everything: expected bool or int, got 'abc'"),
+        (["--seed", "-1"], f"{SEED_RANGE}, got -1"),
+        (["--seed", "99999999999"], f"{SEED_RANGE}, got 99999999999"),
+        (["--seed_everything", "-5"], f"{SEED_RANGE}, got -5"),
+        # Raised while the module is built, inside jsonargparse's "ReIDLightningModule | None".
+        (["--lr", "-1"], "error: lr must be a finite number > 0, got -1.0"),
+        (["--lr", "1e400"], "error: lr must be a finite number > 0, got inf"),
+        (["--model", "bogus"], "error: unknown model 'bogus'; known: densenet121, pcb, resnet50"),
+        (["--weights", "/nonexistent/w.pth"],
+         "error: weights '/nonexistent/w.pth': expected 'imagenet', 'none' or the path"),
     ],
 )  # fmt: skip
 def test_bad_arguments_exit_2_with_one_line(
@@ -157,6 +172,55 @@ def test_bad_arguments_exit_2_with_one_line(
     line = _error_line(capsys)
     assert line.startswith("mtmct-reid train: error: ")
     assert expected in line
+    assert "Union" not in line and "Namespace(" not in line and len(line) < 300
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_weights_precision_and_device_errors_are_one_line(
+    tiny_network: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    args = ["train", "--data-dir", str(tiny_network), *FAST, "--out", str(tmp_path)]
+
+    def line_of(*extra: str) -> str:
+        assert main([*args, *extra]) == 2
+        line = _error_line(capsys)
+        assert line.startswith("mtmct-reid train: error: ") and "Union" not in line
+        return line
+
+    features = tmp_path / "features.npz"
+    np.savez(features, features=np.zeros((2, 4), np.float32))
+    assert f"{features}: not a state-dict file" in line_of("--weights", str(features))
+
+    # Offline without the file in torch's cache: the hint says where to put it.
+    def offline(*_: object, **__: object) -> None:
+        raise OSError("Name or service not known")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    line = line_of("--weights", "imagenet")
+    assert "ImageNet weights for resnet18 are not cached" in line
+    assert "put https://download.pytorch.org/models/resnet18-" in line
+    assert str(tmp_path / "torch" / "hub" / "checkpoints") in line
+
+    line = line_of("--precision", "13")
+    assert line.startswith("mtmct-reid train: error: trainer.precision: expected one of ")
+    assert all(name in line for name in ("32-true", "bf16-mixed", "16-mixed", "bf16"))
+    assert line.endswith(", got '13'")
+
+    # The same words as extract / search / demo on a machine without CUDA.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    expected = "device 'cuda': CUDA is not available here; use --device cpu or auto"
+    assert line_of("--device", "cuda").endswith(expected)
+    with pytest.raises(ReIDError, match=re.escape(expected)):
+        resolve_device("cuda")
+    # A list of one GPU id is one device, not zero.
+    assert line_of("--accelerator", "gpu", "--devices", "[0]").endswith(
+        "--devices [0]: this machine has 0 visible GPUs"
+    )
     assert not (tmp_path / "lightning_logs").exists()
 
 

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -29,6 +30,7 @@ from mtmct_reid.training import (
     lr_factor,
     part_loss,
 )
+from mtmct_reid.training.cli import build_trainer
 from mtmct_reid.training.options import Optimisation
 
 SIZE = (64, 32)
@@ -390,38 +392,41 @@ class _StateAtStart(L.Callback):
         self.head_lr = optimizer.param_groups[1]["lr"]
         self.global_step = trainer.global_step
         self.epoch = trainer.current_epoch
+        self.best_score = trainer.checkpoint_callback.best_model_score
 
 
 @pytest.mark.slow
-def test_resume_continues_epochs_optimiser_and_schedule(tiny_network: Path, tmp_path: Path) -> None:
+def test_resume_continues_epochs_optimiser_schedule_and_best_checkpoint(
+    tiny_network: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dm = _datamodule(tiny_network)
     options = {"lr": 0.01, "schedule": "step", "step_size": 1, "gamma": 0.5}
-    first = _trainer(
-        tmp_path,
-        max_epochs=1,
-        limit_train_batches=3,
-        limit_val_batches=0,
-        callbacks=[ModelCheckpoint(save_last=True)],
-    )
+    quiet = {"accelerator": "cpu", "devices": 1, "progress": False, "limit_train_batches": 3}
+    quiet |= {"enable_model_summary": False, "num_sanity_val_steps": 0}
+    # train's trainer, with --out relative to the working folder.
+    monkeypatch.chdir(tmp_path)
+    first, first_checkpoint = build_trainer("runs", max_epochs=1, **quiet)
     first.fit(_module(dm.num_classes, **options), datamodule=dm)
-    last = Path(first.log_dir) / "checkpoints" / "last.ckpt"
+    last = Path(first_checkpoint.last_model_path)
     saved = torch.load(last, map_location="cpu", weights_only=True)
     assert saved["global_step"] == 3
+    first_best = first_checkpoint.best_model_score
+    assert first_best is not None
 
+    # A resume names the run by its checkpoint: an absolute root and its version.
     probe = _StateAtStart()
-    second = _trainer(
-        tmp_path,
-        max_epochs=2,
-        limit_train_batches=3,
-        limit_val_batches=0,
-        callbacks=[ModelCheckpoint(save_last=True), probe],
+    second, checkpoint = build_trainer(
+        tmp_path / "runs", version=0, max_epochs=2, callbacks=[probe], **quiet
     )
-    second.fit(
-        _module(dm.num_classes, load_weights=False, **options),
-        datamodule=dm,
-        ckpt_path=last,
-        weights_only=True,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        second.fit(
+            _module(dm.num_classes, load_weights=False, **options),
+            datamodule=dm,
+            ckpt_path=last,
+            weights_only=True,
+        )
+    assert not [w for w in caught if "dirpath has changed" in str(w.message)]
     assert probe.global_step == 3 and probe.epoch == 1
     assert probe.head_lr == pytest.approx(0.01 * 0.5)
     state = saved["optimizer_states"][0]["state"]
@@ -430,6 +435,15 @@ def test_resume_continues_epochs_optimiser_and_schedule(tiny_network: Path, tmp_
     for position, buffer in probe.momentum.items():
         torch.testing.assert_close(buffer, state[head_ids[position]]["momentum_buffer"])
     assert second.global_step == 6 and second.current_epoch == 2
+
+    # The best checkpoint survives the resume: the callback starts from the first run's best
+    # score, keeps the better of the two epochs, and one best file remains (save_top_k=1).
+    assert probe.best_score is not None and float(probe.best_score) == float(first_best)
+    second_score = float(checkpoint.current_score)
+    assert float(checkpoint.best_model_score) == max(float(first_best), second_score)
+    best = sorted(last.parent.glob("best-*.ckpt"))
+    assert best == [Path(checkpoint.best_model_path)]
+    assert ("epoch000" in best[0].name) == (float(first_best) >= second_score)
 
 
 def _images(log_dir: Path) -> dict[str, int]:

@@ -15,14 +15,18 @@ of the demo.
 
 from __future__ import annotations
 
+import ast
 import logging
 import re
 import signal
+import textwrap
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from lightning.fabric.utilities.seed import max_seed_value, min_seed_value
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -83,8 +87,8 @@ def translate_aliases(argv: list[str]) -> tuple[list[str], bool]:
     Example:
         >>> translate_aliases(["--data-dir", "Market", "--skip-test", "--print-config"])
         (['--data.data_dir', 'Market', '--test', 'false'], True)
-        >>> translate_aliases(["--device=cuda:1", "--model", "pcb"])[0]
-        ['--trainer.accelerator', 'gpu', '--trainer.devices', '[1]', '--model.model', 'pcb']
+        >>> translate_aliases(["--device=cpu", "--model", "pcb"])[0]
+        ['--trainer.accelerator', 'cpu', '--trainer.devices', '1', '--model.model', 'pcb']
     """
     out, show, items = [], False, list(argv)
     while items:
@@ -115,6 +119,9 @@ def _device_options(device: str) -> list[str]:
     if kind == "cpu" and not index:
         return ["--trainer.accelerator", "cpu", "--trainer.devices", "1"]
     if kind == "cuda" and (not index or index.isdigit()):
+        from mtmct_reid.features import resolve_device
+
+        resolve_device(device)  # refuses CUDA where there is none, as the other verbs do
         return ["--trainer.accelerator", "gpu", "--trainer.devices", f"[{index or 0}]"]
     raise ReIDError(f"--device '{device}': expected auto, cpu, cuda or cuda:N")
 
@@ -189,6 +196,24 @@ def saved_config(checkpoint: Path) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
+def check_seed(seed: bool | int) -> None:
+    """Refuse a ``seed_everything`` that NumPy cannot take (it accepts 0 to 2**32 - 1).
+
+    Example:
+        >>> check_seed(-1)
+        Traceback (most recent call last):
+        ...
+        mtmct_reid.errors.ReIDError: seed_everything: expected true, false or an integer from 0 to 4294967295, got -1
+    """
+    if isinstance(seed, bool):
+        return
+    if not min_seed_value <= int(seed) <= max_seed_value:
+        raise ReIDError(
+            f"seed_everything: expected true, false or an integer from {min_seed_value} to "
+            f"{max_seed_value}, got {seed}"
+        )
+
+
 def check_devices(accelerator: Any, devices: Any) -> Any:
     """``devices`` as Lightning takes it, refused when this machine does not have that many.
 
@@ -198,10 +223,12 @@ def check_devices(accelerator: Any, devices: Any) -> Any:
         >>> check_devices("cpu", "1")
         1
     """
-    text = str(devices).strip().strip("[]")
+    text = str(devices).strip()
+    listed = isinstance(devices, list | tuple) or text.startswith("[")
+    text = text.strip("[]")
     if text in ("auto", "-1"):
         return text if text == "auto" else -1
-    if re.fullmatch(r"\d+", text):
+    if re.fullmatch(r"\d+", text) and not listed:
         wanted, value = int(text), int(text)
     elif re.fullmatch(r"\d+(\s*,\s*\d+)*\s*,?", text):
         value = [int(v) for v in text.split(",") if v.strip()]
@@ -234,8 +261,8 @@ def build_trainer(
     callbacks: list[Callback] | None = None,
     **options: Any,
 ) -> tuple[Trainer, ModelCheckpoint]:
-    """The Trainer of ``train`` and of the demo: TensorBoard under ``root/lightning_logs``, one
-    ``last.ckpt`` and the best checkpoint by ``val/mAP``, tqdm progress bars.
+    """The Trainer of ``train`` and of the demo: TensorBoard under ``root/lightning_logs`` (made
+    absolute), one ``last.ckpt`` and the best checkpoint by ``val/mAP``, tqdm progress bars.
 
     Resumed runs overwrite ``last.ckpt`` and the best checkpoint instead of adding ``-v1`` copies,
     so ``--ckpt-path last`` always finds the newest state.
@@ -254,6 +281,9 @@ def build_trainer(
     Example:
         >>> trainer, checkpoint = build_trainer("runs", max_epochs=2, accelerator="cpu")  # doctest: +SKIP
     """
+    # Absolute, so that a resumed run (whose root comes from its checkpoint's absolute path) has
+    # the same checkpoint folder as the first: else Lightning drops the best-checkpoint state.
+    root = Path(root).expanduser().resolve()
     if validates:
         checkpoint = ModelCheckpoint(
             monitor="val/mAP",
@@ -296,7 +326,9 @@ def build_trainer(
 
 def one_line(exc: BaseException) -> str:
     """An error's message on one line: the last line of a DataLoader worker's re-raised traceback;
-    for jsonargparse's multi-line messages, the option, what it expects and the value given.
+    for jsonargparse's multi-line messages, the option and the reason: what it expects and the
+    value given, or of a Union (``ReIDLightningModule | None``, ``int | None``) the error of the
+    subtype that is not None.
 
     Example:
         >>> message = 'Parser key "lr":' + chr(10) + "  Expected a <class 'float'>. Got value: x"
@@ -315,15 +347,100 @@ def one_line(exc: BaseException) -> str:
     group = re.search(r"Group '([^']+)' does not accept option '([^']+)'", text)
     if group:
         return f"{where}unknown option '{group.group(1)}.{group.group(2)}'"
-    if keys:
-        tail = text[text.rfind("Parser key") :]
-        kinds = list(dict.fromkeys(re.findall(r"Expected an? <class '(\w+)'>", tail)))
-        kinds = [k for k in kinds if k != "NoneType"] or kinds
-        given = re.search(r"(?:Given|Got) value:\s*(.*)", tail)
-        shown = f", got {given.group(1).strip()!r}" if given else ""
-        return f"{where}expected {' or '.join(kinds) or 'a valid value'}{shown}"
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return " ".join(lines) or type(exc).__name__
+    keys, reason = _reason(text.splitlines())
+    where = ".".join(keys) + ": " if keys else ""
+    return where + reason.line if reason.line else type(exc).__name__
+
+
+_UNION = "Does not validate against any of the Union subtypes"
+_KEY = re.compile(r'Parser key "([^"]+)":')
+_CLASS_PATH = re.compile(r"Problem with given class_path '[^']*':")
+_EXPECTED = re.compile(r"Expected an? (.+?)(?:\. Got value: (.*))?")
+
+
+@dataclass
+class _Reason:
+    """Why jsonargparse refused a value: a type mismatch (``expected``: the kinds or the allowed
+    values, ``given``) or another error's own message (``message``)."""
+
+    expected: list[str] | None = None
+    given: str | None = None
+    message: str = ""
+
+    @property
+    def line(self) -> str:
+        if self.expected is None:
+            return self.message
+        kinds = list(dict.fromkeys(self.expected)) or ["a valid value"]
+        named = all(re.fullmatch(r"[A-Za-z_]\w*", kind) for kind in kinds)
+        wanted = " or ".join(kinds) if named else "one of " + ", ".join(kinds)
+        return f"expected {wanted}" + (f", got {self.given!r}" if self.given is not None else "")
+
+
+def _dedent(lines: list[str]) -> list[str]:
+    return textwrap.dedent("\n".join(lines)).splitlines()
+
+
+def _expected_kinds(kind: str) -> list[str]:
+    """``<class 'float'>`` → float; ``typing.Literal['a', 1]`` → its values."""
+    named = re.fullmatch(r"<class '(?:[\w.]+\.)?(\w+)'>", kind)
+    if named:
+        return [named.group(1)]
+    literal = re.fullmatch(r"(?:typing\.)?Literal\[(.*)\]", kind)
+    if literal:
+        try:
+            values = ast.literal_eval(f"[{literal.group(1)}]")
+        except (SyntaxError, ValueError):
+            return [literal.group(1)]
+        return [str(value) for value in values]
+    return [kind]
+
+
+def _reason(lines: list[str]) -> tuple[list[str], _Reason]:
+    """The option keys and the reason of a jsonargparse message, looking through the ``Parser
+    key`` and ``class_path`` headers and into a Union's errors."""
+    keys: list[str] = []
+    lines = _dedent([line for line in lines if line.strip()])
+    while lines:
+        head = lines[0].strip()
+        key = _KEY.fullmatch(head)
+        if key is None and not _CLASS_PATH.fullmatch(head):
+            break
+        keys += [key.group(1)] if key else []
+        lines = _dedent(lines[1:])
+    if not lines:
+        return keys, _Reason(message="")
+    expected = _EXPECTED.fullmatch(lines[0].strip())
+    if expected and len(lines) == 1:
+        return keys, _Reason(_expected_kinds(expected.group(1)), expected.group(2))
+    if lines[0].strip() != _UNION or not any(line.strip() == "Errors:" for line in lines):
+        return keys, _Reason(message=" ".join(line.strip() for line in lines))
+    start = next(i for i, line in enumerate(lines) if line.strip() == "Errors:") + 1
+    items: list[list[str]] = []
+    given = None
+    for line in lines[start:]:
+        if not line.startswith(" "):  # "Given value type:", "Given value:"
+            if line.startswith("Given value:"):
+                given = line.partition(":")[2].strip()
+            continue
+        if line.lstrip().startswith("- ") and (
+            not items or line.find("-") <= items[0][0].find("-")
+        ):
+            items.append([line])
+        elif items:
+            items[-1].append(line)
+    reasons = []
+    for item in items:
+        first = item[0].replace("- ", "  ", 1)
+        inner_keys, reason = _reason([first, *item[1:]])
+        reasons.append((inner_keys, reason))
+    chosen = [(k, r) for k, r in reasons if r.expected != ["NoneType"]] or reasons
+    own = [(k, r) for k, r in chosen if r.expected is None or k]
+    if own:  # an error of the subtype itself (a bad value inside it), not a type mismatch
+        inner_keys, reason = own[0]
+        return keys + inner_keys, reason
+    kinds = [kind for _, r in chosen for kind in (r.expected or [])]
+    return keys, _Reason(kinds, given)
 
 
 class _Printed(Exception):
@@ -418,6 +535,7 @@ class ReIDCLI(LightningCLI):
         from mtmct_reid.data.image_size import parse_image_size
         from mtmct_reid.models import default_image_size
 
+        check_seed(config.seed_everything)
         data, init = config.data, config.model.init_args
         if data.image_size is None:
             data.image_size = list(default_image_size(str(init.model)))
