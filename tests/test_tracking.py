@@ -102,6 +102,7 @@ def test_st_fit_root_recovers_the_transit_times(network, capsys):
         fitted = means[model.camera_index(later), model.camera_index(earlier)]
         assert abs(fitted - gap) < 0.2, (later, earlier, fitted)
     assert model.num_observed_pairs == 2
+    assert model.time_unit == "seconds"
 
 
 def test_track_writes_global_ids_that_round_trip_through_track_eval(network, capsys, tmp_path):
@@ -156,7 +157,20 @@ def test_bad_input_is_one_line_and_writes_nothing(network, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main([*base, "--threshold", "1.5"])
     assert exit_info.value.code == 2 and "--threshold" in capsys.readouterr().err
+    # A model of frame numbers (an image dataset's) would time every gap in the wrong unit.
+    in_frames = TransitTimeModel(
+        camera_ids=np.array([1, 2, 3]),
+        probabilities=np.zeros((3, 3, 4)),
+        counts=np.zeros((3, 3, 4)),
+        pair_ids=np.zeros((3, 3), dtype=np.int64),
+        time_unit="frames",
+    )
+    in_frames.save(tmp_path / "frames.npz")
     cases = [
+        (
+            ["--st-model", str(tmp_path / "frames.npz")],
+            "frames.npz: this transit-time model counts",
+        ),
         (["--checkpoint", str(junk)], "junk.ckpt: not a checkpoint"),
         (["--tracks", "nothere"], "no camera has nothere"),
         (["--eval", str(tmp_path / "nowhere")], "nowhere"),

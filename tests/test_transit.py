@@ -618,3 +618,26 @@ def test_st_fit_accepts_the_same_network_without_the_outlier(tmp_path, capsys):
     assert (
         model.num_bins == 8 + 150 + 1
     )  # the largest difference (800) in bins of 100, plus smoothing
+
+
+def test_a_model_records_the_unit_of_its_times(tiny_network: Path, tmp_path: Path, capsys):
+    from mtmct_reid.cli import main
+    from mtmct_reid.data.readers import read_dataset, write_manifest
+
+    # Market names number frames; a manifest's times have no stated unit.
+    records = read_dataset(tiny_network)
+    assert records.time_unit == "frames" and records.split("train").time_unit == "frames"
+    assert main(["st", "fit", str(tiny_network), "--out", str(tmp_path / "frames.npz")]) == 0
+    assert TransitTimeModel.load(tmp_path / "frames.npz").time_unit == "frames"
+    write_manifest(records, tmp_path / "m.csv")
+    assert main(["st", "fit", str(tmp_path / "m.csv"), "--out", str(tmp_path / "any.npz")]) == 0
+    assert TransitTimeModel.load(tmp_path / "any.npz").time_unit == ""
+    capsys.readouterr()
+    # A file written before the unit was recorded reads as unknown; a unit not known is one line.
+    with np.load(tmp_path / "frames.npz") as npz:
+        arrays = dict(npz)
+    np.savez(tmp_path / "older.npz", **{k: v for k, v in arrays.items() if k != "time_unit"})
+    assert TransitTimeModel.load(tmp_path / "older.npz").time_unit == ""
+    np.savez(tmp_path / "bad.npz", **{**arrays, "time_unit": np.array("hours")})
+    with pytest.raises(ReIDError, match="bad.npz: array 'time_unit' must be one of '', 'frames'"):
+        TransitTimeModel.load(tmp_path / "bad.npz")

@@ -128,7 +128,7 @@ def run_track(args: argparse.Namespace) -> int:
 
     from mtmct_reid._io import check_output
     from mtmct_reid.errors import ReIDError
-    from mtmct_reid.mtmc.associate import build_dendrogram, check_threshold
+    from mtmct_reid.mtmc.associate import build_dendrogram, check_threshold, check_transit_clock
     from mtmct_reid.mtmc.modes import format_modes
     from mtmct_reid.mtmc.root import read_root
     from mtmct_reid.mtmc.tracking import (
@@ -155,6 +155,8 @@ def run_track(args: argparse.Namespace) -> int:
         raise ReIDError(f"--out {args.out}: exists and is not a folder")
     root = read_root(args.root)
     transit = TransitTimeModel.load(args.st_model) if args.st_model is not None else None
+    if transit is not None:
+        check_transit_clock(transit, str(args.st_model))
     gt = _read_ground_truth(args.eval, root) if args.eval is not None else None
     grouped = group_tracklets(root, read_tracks(root, args.tracks))
     train_root = _train_root(args) if threshold is None or args.modes else None

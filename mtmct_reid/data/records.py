@@ -36,6 +36,8 @@ class Records:
         camera_names: optional mapping from camera id to the user's label (CSV manifests with named
             cameras); empty when the ids are the labels.
         root: the folder the records were read from, if any.
+        time_unit: the unit of ``times`` where the dataset's layout fixes it (``"frames"`` for
+            Market-1501, DukeMTMC-reID and MSMT17 names), else ``""``.
 
     Example:
         >>> r = Records.from_columns(["a.jpg", "b.jpg"], [1, 1], [1, 2], [10.0, 250.0], ["train"] * 2)
@@ -50,6 +52,7 @@ class Records:
     splits: np.ndarray
     camera_names: Mapping[int, str] = field(default_factory=dict)
     root: Path | None = None
+    time_unit: str = ""
 
     def __post_init__(self) -> None:
         n = len(self.paths)
@@ -105,6 +108,8 @@ class Records:
             splits=np.concatenate([p.splits for p in parts]).astype(np.str_),
             camera_names=names,
             root=parts[0].root,
+            # A unit only where every part agrees on it.
+            time_unit=parts[0].time_unit if len({p.time_unit for p in parts}) == 1 else "",
         )
 
     def __len__(self) -> int:
@@ -120,6 +125,7 @@ class Records:
             splits=self.splits[index],
             camera_names=self.camera_names,
             root=self.root,
+            time_unit=self.time_unit,
         )
 
     def split(self, name: str) -> Records:

@@ -136,6 +136,34 @@ class Tracklets:
 # Pair scores
 
 
+def check_transit_clock(model: TransitTimeModel, where: str = "transit-time model") -> None:
+    """Refuse a model whose times are frames: tracks are timed on the network's clock in seconds.
+
+    A model fitted on Market-1501/DukeMTMC-reID/MSMT17 names (frame numbers, 100 frames a bin)
+    would read every gap in seconds as frames and score transits against the wrong curve, silently.
+    A model of unknown unit (a manifest's times) is trusted.
+
+    Raises:
+        ReIDError: ``where``: the model is in frames.
+
+    Example:
+        >>> counts = np.zeros((2, 2, 4)); counts[1, 0, 1] = 2
+        >>> model = TransitTimeModel.from_counts(np.array([1, 2]), counts, np.array([[0, 0], [2, 0]]),
+        ...                                      bin_width=100.0, sigma_bins=1.0, truncate=3.0,
+        ...                                      time_unit="frames")
+        >>> check_transit_clock(model, "st.npz")
+        Traceback (most recent call last):
+        ...
+        mtmct_reid.errors.ReIDError: st.npz: this transit-time model counts time in frames (fitted on an image dataset's names); tracks are timed in seconds: fit one on the video network with 'mtmct-reid st fit ROOT'
+    """
+    if model.time_unit == "frames":
+        raise ReIDError(
+            f"{where}: this transit-time model counts time in frames (fitted on an image "
+            "dataset's names); tracks are timed in seconds: fit one on the video network with "
+            "'mtmct-reid st fit ROOT'"
+        )
+
+
 class TransitCue:
     """The timing cue of tracklet pairs, from a transit-time model whose time unit is the common
     clock's.
@@ -159,6 +187,7 @@ class TransitCue:
     """
 
     def __init__(self, model: TransitTimeModel, cameras: np.ndarray) -> None:
+        check_transit_clock(model)
         self.model = model
         cameras = np.unique(np.asarray(cameras, dtype=np.int64))
         missing = cameras[~np.isin(cameras, model.camera_ids)]

@@ -192,7 +192,13 @@ def fit_transit_from_gaps(
     distinct = np.unique(np.stack([person, pair]), axis=1)
     pair_ids = np.bincount(distinct[1], minlength=c * c).reshape(c, c)
     model = TransitTimeModel.from_counts(
-        known, counts, pair_ids, bin_width=bin_width, sigma_bins=sigma_bins, truncate=truncate
+        known,
+        counts,
+        pair_ids,
+        bin_width=bin_width,
+        sigma_bins=sigma_bins,
+        truncate=truncate,
+        time_unit="seconds",
     )
     log.info(
         "transit model from tracks: %d transits of %d identities, %d of %d camera pairs observed",

@@ -46,6 +46,7 @@ from mtmct_reid.retrieval.transit_counts import (
 from mtmct_reid.retrieval.transit_file import (
     FORMAT_NAME,
     FORMAT_VERSION,
+    TIME_UNITS,
     read_transit_file,
     write_transit_file,
 )
@@ -84,6 +85,9 @@ class TransitTimeModel:
         bin_width: time units (frames) per bin.
         sigma_bins: standard deviation of the smoothing Gaussian, in bins.
         truncate: the Gaussian is cut at ``truncate · sigma_bins`` bins.
+        time_unit: the unit of the times it was fitted on, where known: ``"frames"`` (Market-1501,
+            DukeMTMC-reID, MSMT17 names), ``"seconds"`` (a video network's common clock), or
+            ``""`` (a manifest's or pattern's times, whose unit the files do not say).
     """
 
     camera_ids: np.ndarray
@@ -93,6 +97,7 @@ class TransitTimeModel:
     bin_width: float = 100.0
     sigma_bins: float = 50.0
     truncate: float = 3.0
+    time_unit: str = ""
     # Flat float32 copy of the probabilities with one zero bin appended per pair, so that a lookup is
     # a single gather and every out-of-range bin lands on that zero.
     _table: np.ndarray = field(init=False, repr=False)
@@ -120,6 +125,11 @@ class TransitTimeModel:
                 f"transit model: pair_ids has shape {pair_ids.shape}, expected [{c}, {c}]"
             )
         check_parameters(self.bin_width, self.sigma_bins, self.truncate, "transit model")
+        if self.time_unit not in TIME_UNITS:
+            raise ReIDError(
+                f"transit model: time_unit {self.time_unit!r}, expected one of "
+                f"{', '.join(repr(unit) for unit in TIME_UNITS)}"
+            )
         object.__setattr__(self, "camera_ids", camera_ids)
         object.__setattr__(self, "probabilities", probabilities)
         object.__setattr__(self, "counts", counts)
@@ -151,6 +161,7 @@ class TransitTimeModel:
         bin_width: float,
         sigma_bins: float,
         truncate: float,
+        time_unit: str = "",
     ) -> TransitTimeModel:
         """The model of raw transit histograms: each observed camera pair's counts convolved with
         the Gaussian of ``sigma_bins`` (cut at ``truncate`` σ; bins outside the histogram count as
@@ -164,6 +175,7 @@ class TransitTimeModel:
             bin_width: time units per bin.
             sigma_bins: smoothing σ in bins.
             truncate: the Gaussian is cut at ``truncate · sigma_bins`` bins.
+            time_unit: the times' unit where known (see the class).
 
         Example:
             >>> counts = np.zeros((2, 2, 5)); counts[1, 0, 2] = 3
@@ -193,6 +205,7 @@ class TransitTimeModel:
             bin_width=bin_width,
             sigma_bins=sigma_bins,
             truncate=truncate,
+            time_unit=time_unit,
         )
 
     @classmethod
@@ -206,6 +219,7 @@ class TransitTimeModel:
         sigma_bins: float = 50.0,
         truncate: float = 3.0,
         camera_ids: np.ndarray | None = None,
+        time_unit: str = "",
     ) -> TransitTimeModel:
         """Fit the model on training labels (images with ``pid <= 0`` are ignored).
 
@@ -219,6 +233,7 @@ class TransitTimeModel:
             camera_ids: every camera the model should know (default: those in ``cams``). Passing the
                 dataset's cameras lets cameras without training visits get probability 0 instead of
                 an unknown-camera error at lookup time.
+            time_unit: the times' unit where known (see the class).
 
         Returns:
             the fitted model.
@@ -244,6 +259,7 @@ class TransitTimeModel:
             bin_width=bin_width,
             sigma_bins=sigma_bins,
             truncate=truncate,
+            time_unit=time_unit,
         )
         unvisited = known[~np.isin(known, counted.visited)]
         if unvisited.size:
@@ -316,6 +332,7 @@ class TransitTimeModel:
             sigma_bins=sigma_bins,
             truncate=truncate,
             camera_ids=np.unique(records.cams),
+            time_unit=records.time_unit,
         )
 
     # ------------------------------------------------------------------------------------------
@@ -474,6 +491,7 @@ class TransitTimeModel:
             bin_width=self.bin_width,
             sigma_bins=self.sigma_bins,
             truncate=self.truncate,
+            time_unit=self.time_unit,
         )
 
     @classmethod

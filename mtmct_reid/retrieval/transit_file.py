@@ -16,7 +16,10 @@ from mtmct_reid.errors import ReIDError
 FORMAT_NAME = "mtmct-reid-transit"
 FORMAT_VERSION = 1
 
-#: The arrays of a model file.
+#: The units a model's times may be in; "" where the data did not say (a manifest, a pattern).
+TIME_UNITS = ("", "frames", "seconds")
+
+#: The arrays of a model file (``time_unit`` too, optional: files written before it read as "").
 ARRAYS = (
     "format",
     "format_version",
@@ -40,6 +43,7 @@ def write_transit_file(
     bin_width: float,
     sigma_bins: float,
     truncate: float,
+    time_unit: str = "",
 ) -> None:
     """Write a model's arrays (the :class:`~mtmct_reid.retrieval.transit.TransitTimeModel` fields)
     as an ``.npz``, atomically; the folder is created.
@@ -53,6 +57,7 @@ def write_transit_file(
         bin_width: width of a time bin.
         sigma_bins: standard deviation of the smoothing kernel, in bins.
         truncate: the kernel is cut at this many standard deviations.
+        time_unit: the unit of the times, one of :data:`TIME_UNITS`.
 
     Example:
         >>> import tempfile
@@ -75,6 +80,7 @@ def write_transit_file(
         bin_width=np.array(bin_width),
         sigma_bins=np.array(sigma_bins),
         truncate=np.array(truncate),
+        time_unit=np.array(time_unit),
     )
 
 
@@ -100,6 +106,8 @@ def read_transit_file(path: str | os.PathLike) -> dict[str, Any]:
                 f"{path}: missing array '{missing[0]}' (not a model from 'mtmct-reid st fit')"
             )
         arrays = {name: npz_array(npz, name, path) for name in ARRAYS}
+        if "time_unit" in npz.files:
+            arrays["time_unit"] = npz_array(npz, "time_unit", path)
     return _checked(path, arrays)
 
 
@@ -149,7 +157,14 @@ def _checked(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         raise ReIDError(f"{path}: array 'probabilities' is non-zero for a same-camera pair")
     if not np.all((np.abs(sums - 1) < 1e-6) | (sums == 0)):
         raise ReIDError(f"{path}: array 'probabilities' has a camera pair not summing to 1 or 0")
+    time_unit = arrays.get("time_unit", np.array(""))
+    if time_unit.shape != () or time_unit.dtype.kind != "U" or str(time_unit) not in TIME_UNITS:
+        raise ReIDError(
+            f"{path}: array 'time_unit' must be one of "
+            f"{', '.join(repr(unit) for unit in TIME_UNITS)}"
+        )
     return {
+        "time_unit": str(time_unit),
         "camera_ids": camera_ids,
         "probabilities": probabilities,
         "counts": arrays["counts"],

@@ -46,12 +46,15 @@ class Layout(abc.ABC):
         detect_order: where detection asks this layout, lowest first (ties: registration order).
             The named layouts (Market-1501 10, DukeMTMC-reID 11, MSMT17 20) come before yours
             (50), and a folder's loose ``.csv`` (manifest, 90) after it.
+        time_unit: the unit of the times it reads, where the layout fixes it (``"frames"``), or
+            ``""``; a transit-time model fitted on it records the unit.
     """
 
     name: ClassVar[str] = ""
     looks_like: ClassVar[str] = ""
     options: ClassVar[tuple[str, ...]] = ()
     detect_order: ClassVar[int] = 50
+    time_unit: ClassVar[str] = ""
 
     def detect(self, path: Path) -> bool:
         """Whether ``path`` (a resolved, existing file or folder) is in this layout.

@@ -152,6 +152,8 @@ def _market_votes(root: Path) -> tuple[int, int, list[str]] | None:
 class _MarketFolders(Layout):
     """The shared reader of the two layouts; subclasses set the naming."""
 
+    time_unit = "frames"
+
     naming = ""
     example = ""
     pattern: re.Pattern[str]

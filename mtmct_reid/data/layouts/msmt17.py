@@ -112,6 +112,7 @@ class MSMT17(Layout):
     """
 
     detect_order = 20
+    time_unit = "frames"
 
     looks_like = "train/, test/ and list_*.txt"
 

@@ -8,6 +8,7 @@ registered from outside the package — a camera network of your own — is read
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -180,6 +181,8 @@ def read_dataset(
             raise ReIDError(f"--pattern is only used with --layout regex, not --layout {layout}")
         raise ReIDError(f"layout '{layout}' takes no option '{unknown[0]}'")
     records = chosen.read(check_root(root), **options)
+    if chosen.time_unit:
+        records = dataclasses.replace(records, time_unit=chosen.time_unit)
     check_pids(records.pids, lambda i: str(records.paths[i]))
     counts = ", ".join(f"{s} {int(np.sum(records.splits == s))}" for s in SPLITS)
     log.info("read %d images (%s) from %s as %s", len(records), counts, root, layout)
