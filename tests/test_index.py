@@ -195,6 +195,8 @@ def test_ivf_pq_finds_most_true_neighbours_in_a_fraction_of_the_memory(
         x, np.arange(3000), np.zeros(3000), kind="ivf-pq", nlist=40, m=m, nbits=nbits, threads=1
     )
     assert isinstance(index.index, faiss.IndexIVFPQFastScan) == (nbits == 4)
+    some_rows = np.array([5, 0, 2999, 7, 5])
+    quantised = index.index.reconstruct_batch(some_rows)  # FAISS's own, before the index is saved
     index.save(tmp_path / "g.faiss")
     loaded = GalleryIndex.load(tmp_path / "g.faiss", nprobe=8)
     assert loaded.kind == "ivf-pq" and loaded.nprobe == 8 and loaded.metadata["m"] == m
@@ -205,6 +207,9 @@ def test_ivf_pq_finds_most_true_neighbours_in_a_fraction_of_the_memory(
     assert recall >= pq_recall
     assert (tmp_path / "g.faiss").stat().st_size < 0.5 * x.nbytes
     assert loaded.vectors is None and not vectors_file(tmp_path / "g.faiss").exists()
+    # Without vectors a result's features are the stored codes, decoded (FAISS's reconstruct of a
+    # fast-scan index read from a file crashes the process).
+    np.testing.assert_array_equal(loaded.side(some_rows).features, quantised)
 
     # With the exact vectors kept on disk, the top candidates are re-scored exactly.
     index.vectors = x
@@ -265,6 +270,19 @@ def test_bad_indexes_and_queries_are_one_line(tmp_path, capsys):
         assert message in err and "Traceback" not in err, err
     assert not (tmp_path / "x.faiss").exists() and not side_file(tmp_path / "x.faiss").exists()
     assert len(fs.gallery) == len(index)
+
+
+def test_search_cli_on_a_default_ivf_pq_index(tmp_path):
+    # A separate process: the crash this guards against was a segmentation fault.
+    _features_file(tmp_path / "f.npz")
+    out = tmp_path / "g.faiss"
+    build = ["-q", "index", "build", str(tmp_path / "f.npz"), "--out", str(out), "--kind", "ivf-pq"]
+    assert cli.main(build) == 0
+    argv = [sys.executable, "-m", "mtmct_reid", "search", "--index", str(out), "--features"]
+    argv += [str(tmp_path / "f.npz"), "--query-index", "0", "--top-k", "5"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "approximate" in done.stdout + done.stderr
 
 
 def test_rebuilding_replaces_the_index_and_faiss_adds_no_noise(tmp_path):

@@ -228,7 +228,7 @@ class GalleryIndex:
         elif self.vectors is not None:
             features = _unit_rows(self.vectors[rows])
         else:
-            features = self.index.reconstruct_batch(rows)
+            features = _reconstruct(require_faiss(), self.index, rows)
         return FeatureSide(
             features=np.asarray(features, dtype=np.float32),
             pids=self.pids[rows],
@@ -438,6 +438,32 @@ def build_index(
         metadata=meta,
         vectors=features if keep_vectors and kind != "flat" else None,
     )
+
+
+def _reconstruct(faiss: Any, index: Any, rows: np.ndarray) -> np.ndarray:
+    """The stored (quantised) vectors of ``rows``.
+
+    FAISS's own ``reconstruct`` of a 4-bit fast-scan IVF-PQ index read back from a file crashes the
+    process (FAISS 1.15: a segmentation fault), so those codes are unpacked from their blocks and
+    decoded here, exactly as FAISS decodes them (the same values as its reconstruction before the
+    index was written).
+    """
+    if not isinstance(index, faiss.IndexIVFPQFastScan):
+        return index.reconstruct_batch(rows)
+    lists = faiss.downcast_InvertedLists(index.invlists)
+    codes = np.empty((len(rows), index.code_size), dtype=np.uint8)
+    list_of_row = np.empty(len(rows), dtype=np.int64)
+    for i, row in enumerate(rows.tolist()):
+        # The direct map packs a row's list number and its offset in that list into one integer.
+        where = index.direct_map.get(int(row))
+        list_of_row[i], offset = where >> 32, where & 0xFFFFFFFF
+        lists.packer.unpack_1_c(
+            lists.get_codes(int(list_of_row[i])), int(offset), faiss.swig_ptr(codes[i])
+        )
+    decoded = index.pq.decode(codes)
+    if index.by_residual:
+        decoded += index.quantizer.reconstruct_batch(list_of_row)
+    return decoded
 
 
 def _build_faiss_index(
