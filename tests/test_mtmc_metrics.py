@@ -10,7 +10,8 @@ import pytest
 
 from mtmct_reid.cli import main
 from mtmct_reid.mtmc.metrics import build_sequence, clear_matches, evaluate_tracks
-from mtmct_reid.mtmc.root import GT, Boxes, Camera, create_root, write_aicity
+from mtmct_reid.mtmc.root import GT, Boxes, Camera, create_root, read_root, write_aicity
+from mtmct_reid.mtmc.sct import TRACKS_NAME
 
 pytest.importorskip("trackers")
 
@@ -181,3 +182,21 @@ def test_track_eval_local_ids_split_identities_across_cameras(tmp_path: Path) ->
     # A in camera 2 is now another identity: IDTP = 4 (A in camera 1) + 2 (B) of 8 and 8 boxes.
     assert scores["network"]["IDF1"] == pytest.approx(2 * 6 / 16)
     assert scores["network"]["MCTA_parts"]["handover_mismatches"] == 1
+
+
+def test_track_eval_warns_when_single_camera_tracks_are_scored_as_global(
+    tmp_path: Path, caplog
+) -> None:
+    # track-sct's output (ids restart per camera) scored without --local-ids: one warning.
+    root = _gt_root(tmp_path)
+    read = read_root(root)
+    read.write_boxes(read.read_boxes(GT), TRACKS_NAME)
+    for extra, warned in (([], True), (["--local-ids"], False)):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            argv = ["track-eval", str(root), str(root), "--pred-tracks", TRACKS_NAME, *extra]
+            assert main(argv) == 0
+        messages = [
+            r.getMessage() for r in caplog.records if "single-camera output" in r.getMessage()
+        ]
+        assert len(messages) == int(warned), messages

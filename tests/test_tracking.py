@@ -146,6 +146,15 @@ def test_track_writes_global_ids_that_round_trip_through_track_eval(network, cap
     assert {"appearance", "+transit (labelled)"} <= set(modes)
     assert "IDF1" in stdout and "+transit (labelled)" in stdout
 
+    # Run again into the same folder, without --modes: nothing of the first run's table is left.
+    again = ["track", str(network / "test"), "--checkpoint", str(network / "model.ckpt")]
+    again += ["--tracks", "mine", "--st-model", str(st), "--out", str(out), "--device", "cpu"]
+    again += ["--threshold", "0.999", "--journeys", "0", "--crops-per-tracklet", "2"]
+    code, stdout, stderr = _run(again, capsys)
+    assert code == 0, stderr
+    assert not (out / "modes.json").exists() and not list(out.glob("journey_*.png"))
+    assert "(threshold 0.999, --threshold)" in stdout
+
 
 def test_bad_input_is_one_line_and_writes_nothing(network, capsys, tmp_path):
     ckpt = str(network / "model.ckpt")

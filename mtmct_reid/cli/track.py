@@ -246,9 +246,11 @@ def run_track(args: argparse.Namespace) -> int:
         from mtmct_reid._io import write_json
 
         write_json(args.out / "modes.json", {"modes": summary["modes"]})
+    else:  # an earlier run's table would sit beside this run's summary as if it were its own
+        (args.out / "modes.json").unlink(missing_ok=True)
     print(
         f"{summary['tracklets']} tracklets of {summary['cameras']} cameras -> "
-        f"{summary['identities']} identities (threshold {threshold_used:.2f}, "
+        f"{summary['identities']} identities (threshold {threshold_used:.3g}, "
         f"{summary['threshold_from']}), {np.round(summary['seconds'], 1)} s"
     )
     if scores_text is not None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from mtmct_reid.validation import arg_float
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,6 +69,7 @@ def run_track_eval(args: argparse.Namespace) -> int:
     from mtmct_reid.errors import ReIDError
     from mtmct_reid.mtmc.metrics import evaluate_tracks
     from mtmct_reid.mtmc.root import DET, GT, is_root, read_aicity, read_root
+    from mtmct_reid.mtmc.sct import TRACKS_NAME
 
     if args.json is not None:
         check_output(args.json, "--json", "json", inputs=(args.pred, args.gt), force=args.force)
@@ -93,6 +97,14 @@ def run_track_eval(args: argparse.Namespace) -> int:
                 )
             source = tracks[0] if tracks else GT
         pred = pred_root.read_boxes(source)
+        if source == TRACKS_NAME and not args.local_ids:
+            log.warning(
+                "%s: tracks/%s.txt is track-sct's single-camera output, whose ids restart in each "
+                "camera: the network scores count the same number in two cameras as one person; "
+                "--local-ids scores them as different people",
+                args.pred,
+                source,
+            )
     elif args.pred.is_file():
         pred = read_aicity(args.pred, cameras)
     else:

@@ -23,6 +23,7 @@ from mtmct_reid.errors import ReIDError
 from mtmct_reid.mtmc.associate import Tracklets
 from mtmct_reid.mtmc.descriptors import box_quality, tracklet_descriptors
 from mtmct_reid.mtmc.root import Boxes, MTMCRoot, write_aicity, write_mot
+from mtmct_reid.mtmc.sct import TRACKS_NAME
 
 log = logging.getLogger(__name__)
 
@@ -370,8 +371,6 @@ def journey_ids(grouped: RootTracklets, gids: np.ndarray, count: int = 3) -> lis
 
 #: Seconds without a box after which a ground-truth id starts a new visit of the same camera.
 VISIT_GAP = 2.0
-#: Name of the tracks file ``track-sct`` writes.
-SCT_TRACKS = "bytetrack"
 
 
 def read_tracks(root: MTMCRoot, name: str | None) -> Boxes:
@@ -383,8 +382,8 @@ def read_tracks(root: MTMCRoot, name: str | None) -> Boxes:
         ReIDError: no camera has the tracks (or, by default, neither tracks nor detections).
     """
     if name is None:
-        if SCT_TRACKS in root.sources():
-            return root.read_boxes(SCT_TRACKS)
+        if TRACKS_NAME in root.sources():
+            return root.read_boxes(TRACKS_NAME)
         from mtmct_reid.mtmc.root import DET
         from mtmct_reid.mtmc.sct import track_root
 
@@ -393,7 +392,7 @@ def read_tracks(root: MTMCRoot, name: str | None) -> Boxes:
                 f"{root.path}: no single-camera tracks and no detections to track; pass --tracks "
                 "NAME (a tracks/NAME.txt of each camera, or gt)"
             )
-        log.info("no %s tracks in %s: running ByteTrack over det/det.txt", SCT_TRACKS, root.path)
+        log.info("no %s tracks in %s: running ByteTrack over det/det.txt", TRACKS_NAME, root.path)
         return track_root(root, name=None)
     return root.read_boxes(name)
 
