@@ -166,13 +166,14 @@ def plot_transit_grid(
     groups = int(math.ceil(shown_bins / group))
 
     cell = 1.9 if c <= 8 else 1.4
-    fig = _new_figure(cell * c + 0.9, 0.78 * cell * c + 1.1)
+    height = 0.78 * cell * c + 1.35
+    fig = _new_figure(cell * c + 0.9, height)
     axes = fig.subplots(c, c, sharex=True, squeeze=False)
     fig.subplots_adjust(
         left=0.9 / (cell * c + 0.9),
         right=0.98,
-        bottom=0.5 / (0.78 * cell * c + 1.1),
-        top=1 - 0.6 / (0.78 * cell * c + 1.1),
+        bottom=0.75 / height,
+        top=1 - 0.6 / height,
         wspace=0.08,
         hspace=0.12,
     )
@@ -250,9 +251,15 @@ def plot_transit_grid(
     if truth_drawn:
         handles.append(Line2D([], [], color=_TRUTH_COLOUR, linestyle="--", label="ground truth"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
+    unit = model.time_unit or "time units"
+    fig.supxlabel(
+        f"transit time, leaving the earlier camera to reaching the later one ({unit})",
+        y=0.3 / height,
+        fontsize=8,
+    )
     fig.suptitle(
         f"Transit-time model: row = later camera, column = earlier camera "
-        f"(bin {bin_width:g}, σ {model.sigma_bins:g} bins)",
+        f"(bin {bin_width:g} {unit}, σ {model.sigma_bins:g} bins)",
         fontsize=9,
     )
     if out is not None:
