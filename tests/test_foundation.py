@@ -171,6 +171,22 @@ def test_cli_reports_library_errors_in_one_line(monkeypatch, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "prefix"),
+    [
+        (["evaluate", "f.npz", "--nope"], "mtmct-reid evaluate: "),
+        (["st", "fit", "x", "--out", "y.npz", "--nope"], "mtmct-reid st fit: "),
+        (["--nope", "evaluate", "f.npz"], "mtmct-reid: "),
+    ],
+)
+def test_an_unknown_option_is_named_by_the_verb_it_was_given_to(argv, prefix, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"{prefix}error: unrecognized arguments: --nope"), err
+
+
 def test_cli_logging_drops_lightning_adverts_only():
     import logging
 

@@ -67,8 +67,20 @@ class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (no usage block), exit status 2, like every
     other error of the command line. Sub-command parsers are of the same class."""
 
+    #: Whether arguments left over are this parser's error. argparse hands a sub-command's
+    #: leftovers up to the top parser, whose message would name ``mtmct-reid`` instead of the verb.
+    refuses_leftovers = True
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, leftovers = super().parse_known_args(args, namespace)
+        if leftovers and self.refuses_leftovers:
+            self.error(f"unrecognized arguments: {' '.join(leftovers)}")
+        return parsed, leftovers
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mtmct-reid",
         description="Multi-camera person re-identification with spatial-temporal fusion (st-ReID).",
     )
+    parser.refuses_leftovers = False  # the verb's parser names them (its own parse refuses them)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
