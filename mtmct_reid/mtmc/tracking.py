@@ -301,7 +301,8 @@ def plot_timeline(
             edgecolor="black",
             linewidth=0.3,
         )
-    ax.set_yticks(range(len(shown)), [str(g) for g in shown.tolist()], fontsize=6)
+    ids_font = 8 if len(shown) <= 60 else 6  # legible at a glance; crowded timelines go smaller
+    ax.set_yticks(range(len(shown)), [str(g) for g in shown.tolist()], fontsize=ids_font)
     ax.invert_yaxis()
     ax.set_xlabel("time on the common clock (s)")
     ax.set_ylabel("global id")

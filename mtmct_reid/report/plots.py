@@ -441,6 +441,19 @@ def plot_rank_lists(
             ax.set_title(str(i + 1), fontsize=7)
             if titles is not None and titles[i]:
                 ax.set_xlabel(str(titles[i]), fontsize=6, labelpad=2)
+    # What the frames and captions mean, for a reader who sees the picture alone.
+    shown = {match for row in prepared for match in row[2]}
+    frames = [
+        text
+        for value, text in ((True, "green = the query's person"), (False, "red = another person"))
+        if value in shown
+    ]
+    if None in shown:
+        frames.append("grey = not known")
+    key = "frame: " + ", ".join(frames)
+    if any(row[4] is not None for row in prepared):
+        key += "; under an image: camera, time (t), score of the row's mode (higher = nearer)"
+    fig.text(0.5, 0.04 / (cell_h * len(prepared) + 0.1), key, ha="center", va="bottom", fontsize=6)
     if out is not None:
         save_figure(fig, out)
     return fig
