@@ -279,7 +279,7 @@ def test_cli_bad_root_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     assert len(err) == 1 and "img1: frame 000002 is missing" in err[0]
 
 
-@pytest.mark.parametrize("camera_file", ["img1", "video.mp4", "det"])
+@pytest.mark.parametrize("camera_file", ["img1", "video.mp4", "det/det.txt"])
 def test_cli_root_without_cameras_csv_names_it_in_every_verb(
     tmp_path: Path, capsys, camera_file: str
 ) -> None:
@@ -289,8 +289,8 @@ def test_cli_root_without_cameras_csv_names_it_in_every_verb(
 
     root = tmp_path / "net"
     for cam in ("1", "2"):
-        if camera_file == "video.mp4":
-            (root / cam).mkdir(parents=True)
+        if camera_file != "img1":
+            (root / cam / camera_file).parent.mkdir(parents=True, exist_ok=True)
             (root / cam / camera_file).write_bytes(b"")
         else:
             (root / cam / camera_file).mkdir(parents=True)
@@ -315,3 +315,19 @@ def test_image_folders_are_not_taken_for_a_root_without_cameras_csv(tmp_path: Pa
     assert main(["dataset", "info", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "Market-style folders" in err and "cameras.csv" not in err
+
+
+def test_a_manifest_of_crops_in_gt_folders_is_read_as_images(tmp_path: Path, capsys) -> None:
+    # Image datasets name folders gt/ and det/ too; an explicit --layout is obeyed either way.
+    from mtmct_reid.cli import main
+
+    data = tmp_path / "ds"
+    rows = ["path,pid,camera,time,split"]
+    for i, (pid, cam) in enumerate([(1, 1), (1, 2), (2, 1), (2, 2)]):
+        (data / "crops" / "gt").mkdir(parents=True, exist_ok=True)
+        (data / "crops" / "gt" / f"{i}.jpg").write_bytes(b"")
+        rows.append(f"crops/gt/{i}.jpg,{pid},{cam},{10 * i},train")
+    (data / "manifest.csv").write_text("\n".join(rows) + "\n")
+    for extra in ([], ["--layout", "manifest"]):
+        assert main(["dataset", "info", str(data), *extra]) == 0, capsys.readouterr().err
+        assert "cameras.csv" not in capsys.readouterr().err

@@ -154,6 +154,8 @@ def test_class_path_and_init_args_are_honoured(
         (["--seed_everything", "-5"], f"{SEED_RANGE}, got -5"),
         # Raised while the module is built, inside jsonargparse's "ReIDLightningModule | None".
         (["--lr", "-1"], "error: lr must be a finite number > 0, got -1.0"),
+        # jsonargparse lists a path alternative before the Union's errors
+        (["--trainer.logger", "x"], "trainer.logger: expected one of dot import path string,"),
         (["--lr", "1e400"], "error: lr must be a finite number > 0, got inf"),
         (["--model", "bogus"], "error: unknown model 'bogus'; known: densenet121, pcb, resnet50"),
         (["--weights", "/nonexistent/w.pth"],

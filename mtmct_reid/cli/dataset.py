@@ -81,7 +81,7 @@ def _read(args: argparse.Namespace):
 def run_info(args: argparse.Namespace) -> int:
     import json
 
-    if is_mtmc_root(args.data):
+    if is_mtmc_root(args):
         return run_info_root(args)
 
     from mtmct_reid.data.summary import dataset_summary, format_summary

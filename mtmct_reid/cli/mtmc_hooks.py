@@ -95,11 +95,14 @@ def add_info_arguments(info: argparse.ArgumentParser) -> None:
     )
 
 
-def is_mtmc_root(path: Path) -> bool:
-    """Whether ``dataset`` should read ``path`` as an MTMC root (one missing cameras.csv too)."""
-    from mtmct_reid.mtmc.root import looks_like_root
+def is_mtmc_root(args: argparse.Namespace) -> bool:
+    """Whether a verb should read ``args.data`` as an MTMC root: one with a cameras.csv, or, unless
+    ``--layout``/``--pattern`` say how to read it as images, one that looks meant to be a root."""
+    from mtmct_reid.mtmc.root import is_root, looks_like_root
 
-    return looks_like_root(path)
+    if is_root(args.data):
+        return True
+    return args.layout is None and args.pattern is None and looks_like_root(args.data)
 
 
 def run_info_root(args: argparse.Namespace) -> int:

@@ -113,13 +113,13 @@ def run_fit(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mtmct_reid._io import check_output
+    from mtmct_reid.cli.mtmc_hooks import is_mtmc_root
     from mtmct_reid.cli.track import run_root_fit
     from mtmct_reid.data.readers import read_dataset
-    from mtmct_reid.mtmc.root import looks_like_root
     from mtmct_reid.retrieval.transit import TransitTimeModel
 
     check_output(args.out, "--out", "transit", inputs=(args.data,), force=args.force)
-    if looks_like_root(args.data) or args.from_matches:
+    if args.from_matches or is_mtmc_root(args):
         return run_root_fit(args)
     args.bin_width = 100.0 if args.bin_width is None else args.bin_width
     args.sigma = 50.0 if args.sigma is None else args.sigma

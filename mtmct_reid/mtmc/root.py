@@ -465,8 +465,9 @@ def looks_like_root(path: str | os.PathLike) -> bool:
     """Whether ``path`` is, or looks meant to be, an MTMC root.
 
     True for a folder with a ``cameras.csv`` (:func:`is_root`), and for one without it that holds a
-    camera folder (``img1/``, a video, ``det/`` or ``gt/`` inside): :func:`read_root` then names the
-    missing ``cameras.csv`` rather than a caller guessing at another layout.
+    camera folder (``img1/``, a video, ``det/det.txt`` or ``gt/gt.txt`` inside): :func:`read_root`
+    then names the missing ``cameras.csv`` rather than a caller guessing at another layout. A bare
+    ``gt/`` or ``det/`` folder is not enough: image datasets use those names too.
     """
     path = Path(path)
     if is_root(path):
@@ -478,7 +479,7 @@ def looks_like_root(path: str | os.PathLike) -> bool:
             folders = [Path(e.path) for e in entries if e.is_dir()]
     except OSError:
         return False
-    marks = (FRAMES_DIR, DET, GT, *VIDEO_NAMES)
+    marks = (FRAMES_DIR, f"{DET}/{DET}.txt", f"{GT}/{GT}.txt", *VIDEO_NAMES)
     return any((folder / mark).exists() for folder in folders for mark in marks)
 
 

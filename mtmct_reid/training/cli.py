@@ -355,7 +355,7 @@ def one_line(exc: BaseException) -> str:
 _UNION = "Does not validate against any of the Union subtypes"
 _KEY = re.compile(r'Parser key "([^"]+)":')
 _CLASS_PATH = re.compile(r"Problem with given class_path '[^']*':")
-_EXPECTED = re.compile(r"Expected an? (.+?)(?:\. Got value: (.*))?")
+_EXPECTED = re.compile(r"Expected an? (.+?)(?::\s.*|\. Got value: (.*))?")
 
 
 @dataclass
@@ -410,6 +410,11 @@ def _reason(lines: list[str]) -> tuple[list[str], _Reason]:
         lines = _dedent(lines[1:])
     if not lines:
         return keys, _Reason(message="")
+    # Several alternatives that all failed ("- Expected a path ...", "- Does not validate against
+    # any of the Union subtypes" with its own lines): the Union's errors say the most.
+    union = next((i for i, line in enumerate(lines) if line.strip() == f"- {_UNION}"), None)
+    if union is not None and lines[0].lstrip().startswith("- "):
+        lines = [_UNION, *lines[union + 1 :]]
     expected = _EXPECTED.fullmatch(lines[0].strip())
     if expected and len(lines) == 1:
         return keys, _Reason(_expected_kinds(expected.group(1)), expected.group(2))
