@@ -189,29 +189,27 @@ def describe_file(path: str | os.PathLike) -> str:
     return "text"
 
 
+#: What :func:`describe_file` may say of an existing file that an output of each kind may replace
+#: (``file``, a format without a signature, replaces anything).
+_REPLACEABLE = {
+    "npz": {"an .npz archive of arrays", *_NPZ_DESCRIPTIONS.values()},
+    **{kind: {description} for kind, description in _NPZ_DESCRIPTIONS.items()},
+    "npy": {"a single .npy array"},
+    "json": {"JSON text"},
+    "csv": {"text"},
+    "text": {"text", "JSON text"},
+    "image": {"a PNG image", "a PDF document", "an SVG image"},
+    "onnx": {"an ONNX model"},
+    "faiss": {"a FAISS index"},
+}
+
+
 def _is_kind(path: Path, kind: str) -> bool:
-    if path.stat().st_size == 0:
+    if kind != "file" and kind not in _REPLACEABLE:
+        raise ValueError(f"unknown output kind {kind!r}; known: {', '.join(OUTPUT_KINDS)}")
+    if kind == "file" or path.stat().st_size == 0:
         return True  # an empty file holds nothing to lose
-    looks = describe_file(path)
-    if kind == "npz":
-        return looks == "an .npz archive of arrays" or looks in _NPZ_DESCRIPTIONS.values()
-    if kind in _NPZ_DESCRIPTIONS:
-        return looks == _NPZ_DESCRIPTIONS[kind]
-    if kind == "npy":
-        return looks == "a single .npy array"
-    if kind == "onnx":
-        return looks == "an ONNX model"
-    if kind == "faiss":
-        return looks == "a FAISS index"
-    if kind == "json":
-        return looks == "JSON text"
-    if kind in ("csv", "text"):
-        return looks in ("text", "JSON text") if kind == "text" else looks == "text"
-    if kind == "image":
-        return looks in ("a PNG image", "a PDF document", "an SVG image")
-    if kind == "file":
-        return True
-    raise ValueError(f"unknown output kind {kind!r}; known: {', '.join(OUTPUT_KINDS)}")
+    return describe_file(path) in _REPLACEABLE[kind]
 
 
 def check_output(
